@@ -1,0 +1,93 @@
+"""The `astroedge` command. Each command is a thin typer wrapper; the work lives in the modules
+named for it. Heavy imports (torch, onnx) happen inside the commands so that `astroedge run` works
+on a device without torch.
+
+A UserError becomes one line on stderr and exit code 2: no traceback, nothing half-written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from astroedge.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train, export, run and profile AM-SNet spiking language models on edge devices.",
+)
+
+
+@app.command()
+def train(
+    text: Annotated[Path, typer.Argument(help="UTF-8 training text; the last 10% is held out")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="checkpoint to write (model.pt)")],
+    config: Annotated[str, typer.Option(help="model preset: tiny, sample, bench")] = "sample",
+    minutes: Annotated[Optional[float], typer.Option(help="train for this long")] = None,  # noqa: UP007
+    steps: Annotated[Optional[int], typer.Option(help="train for this many steps")] = None,  # noqa: UP007
+    seed: Annotated[int, typer.Option(help="seed: same seed, same data order and init")] = 0,
+    batch_size: Annotated[int, typer.Option(help="sequences per step")] = 16,
+    seq_len: Annotated[int, typer.Option(help="tokens per sequence")] = 256,
+    lr: Annotated[float, typer.Option(help="peak learning rate (AdamW, cosine decay)")] = 3e-3,
+    device: Annotated[str, typer.Option(help="torch device: cpu or cuda")] = "cpu",
+    resume: Annotated[bool, typer.Option("--resume", help="continue from --output")] = False,
+) -> None:
+    """Train AM-SNet on a text file (chunkwise form, surrogate gradients)."""
+    from astroedge.train import TrainOptions, run_training
+
+    run_training(TrainOptions(text, output, config, minutes, steps, seed, batch_size, seq_len, lr, device, resume))
+
+
+@app.command()
+def generate(
+    model: Annotated[Path, typer.Argument(help="checkpoint (model.pt)")],
+    prompt: Annotated[str, typer.Option(help="text to continue")],
+    max_new_tokens: Annotated[int, typer.Option(help="tokens to generate")] = 200,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 0.8,
+    top_k: Annotated[int, typer.Option(help="keep the k most likely tokens (0 = all)")] = 0,
+    top_p: Annotated[float, typer.Option(help="nucleus sampling mass (1 = off)")] = 1.0,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+) -> None:
+    """Continue a prompt with the step form (memory constant in the output length), streaming text."""
+    from astroedge.generate import generate_text
+
+    for piece in generate_text(model, prompt, max_new_tokens, temperature, top_k, top_p, seed):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+
+
+@app.command("eval")
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="checkpoint (model.pt)")],
+    text: Annotated[Path, typer.Argument(help="UTF-8 text to score")],
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    max_bytes: Annotated[int, typer.Option(help="score at most this many tokens (0 = all)")] = 0,
+) -> None:
+    """Loss in nats/byte, bits per byte, perplexity and firing rates on a text."""
+    from astroedge.evaluate import evaluate_file, print_report
+
+    print_report(evaluate_file(model, text, max_bytes), json_out)
+
+
+# --- registered commands of the other pipeline stages (each adds its own line below) ---
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Every onnxruntime session astroedge creates goes through here.
+
+It registers the AMSU custom-op library when one is found (native kernels) and otherwise lets
+onnxruntime inline the fallback function attached to the model; either way it says which ran.
+It also refuses onnxruntime's silent fall-back to CPU when a GPU provider was asked for.
+Torch-free: this is device-side code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from astroedge.errors import UserError
+
+LIBRARY_ENV = "ASTROEDGE_ORT_LIBRARY"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_SEARCH_DIRS = (_REPO_ROOT / "build" / "plugins", Path(__file__).resolve().parent / "lib")
+_LIB_NAMES = {"cpu": "libastroedge_ort.so", "cuda": "libastroedge_ort_cuda.so"}
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def library_path(device: str = "cpu") -> Path | None:
+    """Path of the AMSU custom-op library for `device` ('cpu' or 'cuda'), or None if not built.
+
+    $ASTROEDGE_ORT_LIBRARY overrides the search; set it to an empty string to force the fallback.
+    """
+    env = os.environ.get(LIBRARY_ENV)
+    if env is not None:
+        if env == "":
+            return None
+        p = Path(env)
+        if not p.is_file():
+            raise UserError(f"{LIBRARY_ENV}={env}: no such file; unset it or point it at libastroedge_ort.so")
+        return p
+    for d in _SEARCH_DIRS:
+        p = d / _LIB_NAMES[device]
+        if p.is_file():
+            return p
+    return None
+
+
+@dataclass
+class SessionInfo:
+    session: object  # onnxruntime.InferenceSession
+    kernel: str  # "library" (native AMSU kernels) or "fallback" (the ONNX function, inlined)
+    library: Path | None
+    providers: list[str]
+
+    def describe(self) -> str:
+        where = f"native library {self.library}" if self.kernel == "library" else "ONNX fallback function (no native library)"
+        return f"AMSU runs on {where}; providers {', '.join(self.providers)}"
+
+
+def create_session(
+    model: str | Path | bytes,
+    device: str = "cpu",
+    use_library: bool | None = None,
+    threads: int = 0,
+) -> SessionInfo:
+    """Open `model` on `device`. use_library: None = when found, True = required, False = never."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("onnxruntime is not installed: pip install 'astroedge[cpu]' (or '[gpu]' for CUDA)") from None
+    if device not in PROVIDERS:
+        raise UserError(f"device '{device}' has no onnxruntime provider here; choose cpu or cuda")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    lib = None
+    if use_library is not False:
+        lib = library_path(device)
+        if lib is None and device == "cuda":
+            lib = library_path("cpu")
+        if lib is None and use_library:
+            raise UserError(f"the AMSU library ({_LIB_NAMES[device]}) is not built; run 'make setup' or set {LIBRARY_ENV}")
+        if lib is not None:
+            opts.register_custom_ops_library(str(lib))
+    wanted = PROVIDERS[device]
+    missing = [p for p in wanted if p not in ort.get_available_providers()]
+    if missing:
+        raise UserError(
+            f"device '{device}': onnxruntime lacks {missing[0]}; install onnxruntime-gpu "
+            "(pip install 'astroedge[gpu]', not together with onnxruntime)"
+        )
+    src = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(src, sess_options=opts, providers=wanted)
+    got = session.get_providers()
+    if wanted[0] not in got:
+        raise UserError(
+            f"device '{device}': onnxruntime fell back to {', '.join(got)} (CUDA libraries missing?); "
+            "install the CUDA runtime that onnxruntime-gpu needs, or use --device cpu"
+        )
+    return SessionInfo(session, "library" if lib is not None else "fallback", lib, got)
