@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,19 +28,20 @@ def train(
     text: Annotated[Path, typer.Argument(help="UTF-8 training text; the last 10% is held out")],
     output: Annotated[Path, typer.Option("-o", "--output", help="checkpoint to write (model.pt)")],
     config: Annotated[str, typer.Option(help="model preset: tiny, sample, bench")] = "sample",
-    minutes: Annotated[Optional[float], typer.Option(help="train for this long")] = None,  # noqa: UP007
-    steps: Annotated[Optional[int], typer.Option(help="train for this many steps")] = None,  # noqa: UP007
+    minutes: Annotated[float | None, typer.Option(help="train for this long")] = None,
+    steps: Annotated[int | None, typer.Option(help="train for this many steps")] = None,
     seed: Annotated[int, typer.Option(help="seed: same seed, same data order and init")] = 0,
     batch_size: Annotated[int, typer.Option(help="sequences per step")] = 16,
     seq_len: Annotated[int, typer.Option(help="tokens per sequence")] = 256,
     lr: Annotated[float, typer.Option(help="peak learning rate (AdamW, cosine decay)")] = 3e-3,
     device: Annotated[str, typer.Option(help="torch device: cpu or cuda")] = "cpu",
     resume: Annotated[bool, typer.Option("--resume", help="continue from --output")] = False,
+    tokenizer: Annotated[Path | None, typer.Option(help="HuggingFace tokenizers JSON (default: bytes)")] = None,
 ) -> None:
     """Train AM-SNet on a text file (chunkwise form, surrogate gradients)."""
     from astroedge.train import TrainOptions, run_training
 
-    run_training(TrainOptions(text, output, config, minutes, steps, seed, batch_size, seq_len, lr, device, resume))
+    run_training(TrainOptions(text, output, config, minutes, steps, seed, batch_size, seq_len, lr, device, resume, tokenizer))
 
 
 @app.command()
@@ -67,15 +68,21 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="checkpoint (model.pt)")],
     text: Annotated[Path, typer.Argument(help="UTF-8 text to score")],
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-    max_bytes: Annotated[int, typer.Option(help="score at most this many tokens (0 = all)")] = 0,
+    max_tokens: Annotated[int, typer.Option(help="score at most this many tokens (0 = all)")] = 0,
 ) -> None:
     """Loss in nats/byte, bits per byte, perplexity and firing rates on a text."""
     from astroedge.evaluate import evaluate_file, print_report
 
-    print_report(evaluate_file(model, text, max_bytes), json_out)
+    print_report(evaluate_file(model, text, max_tokens), json_out)
 
 
 # --- registered commands of the other pipeline stages (each adds its own line below) ---
+from astroedge.runtime.cli_run import run as run_command  # noqa: E402  (device side: typer only, no torch)
+
+app.command("run")(run_command)
+from astroedge.export.commands import register as register_export  # noqa: E402  (export, inspect, check; lazy torch/onnx)
+
+register_export(app)
 
 
 def main() -> None:

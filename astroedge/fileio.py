@@ -12,7 +12,8 @@ from pathlib import Path
 from astroedge.errors import UserError
 
 
-def _check_parent(path: Path) -> None:
+def check_parent(path: Path) -> None:
+    """Refuse early (before hours of work) an output whose folder is missing or read-only."""
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UserError(f"{path}: folder {parent} does not exist; create it or choose another output path")
@@ -20,14 +21,21 @@ def _check_parent(path: Path) -> None:
         raise UserError(f"{path}: folder {parent} is not writable; choose another output path")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success rename it over `path`, on error remove it."""
     path = Path(path)
-    _check_parent(path)
+    check_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the user's usual mode
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -42,7 +50,7 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
     path = Path(path)
     if path.exists() and not force:
         raise UserError(f"{path}: already exists; pass --force to overwrite it")
-    _check_parent(path)
+    check_parent(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
