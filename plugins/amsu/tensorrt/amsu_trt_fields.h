@@ -1,0 +1,69 @@
+/* The AMSU plugin's identity and creation fields, free of TensorRT headers.
+ *
+ * Why a separate, TensorRT-free unit: the plugin name, version, namespace and field names must come
+ * from the op contract (astroedge/contract/amsu.json, via the generated amsu_contract.h), and the rules
+ * for reading the fields (names, types, ranges) decide whether an engine builds. Keeping them here
+ * lets tests/test_tensorrt_plugin.py compile and exercise exactly this code on machines without
+ * TensorRT; the plugin only converts nvinfer1::PluginField to FieldView and back.
+ */
+#ifndef ASTROEDGE_AMSU_TRT_FIELDS_H_
+#define ASTROEDGE_AMSU_TRT_FIELDS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "amsu_contract.h"
+
+namespace astroedge {
+namespace trt {
+
+constexpr char const* kPluginName = AMSU_OP_NAME;
+constexpr char const* kPluginVersion = AMSU_OP_VERSION_STRING;
+constexpr char const* kPluginNamespace = AMSU_ATTR_PLUGIN_NAMESPACE_DEFAULT;
+
+/* Element types a field may arrive in. The ONNX parser passes INT attributes as int32 and FLOAT as
+ * float32; the 64-bit kinds are accepted for callers of the network API who build fields from numpy's
+ * default dtypes. kOther stands for every other nvinfer1::PluginFieldType. */
+enum class FieldKind { kInt32, kInt64, kFloat32, kFloat64, kOther };
+
+/* One field as the creator received it: a view, nothing is owned. */
+struct FieldView {
+  char const* name;
+  FieldKind kind;
+  void const* data;
+  int32_t length;
+};
+
+/* The fields the creator advertises (getFieldNames) and the plugin serialises, in this order. */
+struct FieldSpec {
+  char const* name;
+  FieldKind kind;
+};
+constexpr int32_t kNumFields = 3;
+constexpr FieldSpec kFieldSpecs[kNumFields] = {
+    {AMSU_ATTR_NUM_HEADS, FieldKind::kInt32},
+    {AMSU_ATTR_THRESHOLD, FieldKind::kFloat32},
+    {AMSU_ATTR_EPS, FieldKind::kFloat32},
+};
+
+/* The node attributes the kernel needs; the plugin's whole creation state. */
+struct AmsuParams {
+  int32_t num_heads = 0;
+  float threshold = 0.0f;
+  float eps = 0.0f;
+};
+
+/* Reads and validates the fields. Every field of kFieldSpecs is required, exactly once, with length 1
+ * and a finite value (num_heads >= 1, eps >= 0). Fields with other names are ignored and listed in
+ * *ignored (comma-separated) so the caller can warn. Returns an empty string on success, else a
+ * one-line message naming the field, the value and the fix; *out is then unchanged. */
+std::string parse_fields(FieldView const* fields, int32_t count, AmsuParams* out, std::string* ignored);
+
+/* "AMSU/1/astroedge num_heads=4 threshold=0.5 eps=1e-05": the creation state, for the timing cache ID
+ * and the engine inspector's metadata. */
+std::string describe(AmsuParams const& params);
+
+}  // namespace trt
+}  // namespace astroedge
+
+#endif  // ASTROEDGE_AMSU_TRT_FIELDS_H_
