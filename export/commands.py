@@ -1,0 +1,60 @@
+"""The `export`, `inspect` and `check` commands, registered on the CLI app by astroedge/cli.py.
+
+Thin typer wrappers: the work is in export/package.py, export/inspect_package.py and export/check.py,
+imported inside each command so that loading the CLI costs no torch or onnx import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint to export (model.pt)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="package directory to write (model.aepkg)")],
+    force: Annotated[bool, typer.Option("--force", help="replace an existing package")] = False,
+) -> None:
+    """Export a checkpoint to a package: fp32 ONNX (one AMSU node per layer + fallback), manifest, tokenizer."""
+    from astroedge.export.package import export_package
+
+    path = export_package(checkpoint, output, force=force)
+    typer.echo(f"wrote {path}")
+
+
+def inspect(
+    package: Annotated[Path, typer.Argument(help="package directory (model.aepkg)")],
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Layers, parameters, state bytes per stream, op histogram, custom nodes, precision and file sizes."""
+    from astroedge.export.inspect_package import inspect_package, print_inspect
+
+    print_inspect(inspect_package(package), json_out)
+
+
+def check(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint the package was exported from (model.pt)")],
+    package: Annotated[Path, typer.Argument(help="package directory (model.aepkg)")],
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    tokens: Annotated[int, typer.Option(help="tokens per stream (and greedy tokens) to compare")] = 32,
+    tol_logits: Annotated[float, typer.Option(help="max |dlogits| allowed")] = 1e-3,
+    tol_state: Annotated[float, typer.Option(help="max |dstate| / max(1, |state|) allowed")] = 1e-3,
+    max_flip_rate: Annotated[float, typer.Option(help="spike flips / spikes compared allowed")] = 1e-3,
+    min_greedy_match: Annotated[float, typer.Option(help="fraction of greedy tokens that must match")] = 1.0,
+    seed: Annotated[int, typer.Option(help="seed of the random tokens and states")] = 0,
+) -> None:
+    """PyTorch vs onnxruntime (native library and fallback); exit 1 when a tolerance is exceeded."""
+    from astroedge.export.check import Tolerances, check_package, print_check
+
+    report = check_package(checkpoint, package, tokens, Tolerances(tol_logits, tol_state, max_flip_rate, min_greedy_match), seed)
+    print_check(report, json_out)
+    if not report["passed"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(export)
+    app.command()(inspect)
+    app.command()(check)
