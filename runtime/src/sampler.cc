@@ -1,0 +1,55 @@
+#include "sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ae {
+
+double Sampler::uniform() {
+  uint64_t z = (rng_ += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return double(z >> 11) * 0x1.0p-53;
+}
+
+int32_t Sampler::pick(const std::vector<float>& logits, const std::vector<uint8_t>& seen) {
+  const size_t vocab = logits.size();
+  z_.assign(logits.begin(), logits.end());
+  if (config_.repetition_penalty != 1.0f) {
+    const double penalty = config_.repetition_penalty;
+    for (size_t i = 0; i < vocab; ++i) {
+      if (seen[i]) z_[i] = z_[i] > 0 ? z_[i] / penalty : z_[i] * penalty;
+    }
+  }
+  if (config_.temperature <= 0.0f) {
+    return int32_t(std::max_element(z_.begin(), z_.end()) - z_.begin());  // first maximum
+  }
+  candidates_.resize(vocab);
+  for (size_t i = 0; i < vocab; ++i) candidates_[i] = {z_[i] / double(config_.temperature), int32_t(i)};
+  std::sort(candidates_.begin(), candidates_.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  size_t keep = vocab;
+  if (config_.top_k > 0 && size_t(config_.top_k) < vocab) {
+    keep = size_t(config_.top_k);
+    while (keep < vocab && candidates_[keep].first == candidates_[keep - 1].first) ++keep;
+  }
+  const double top = candidates_[0].first;
+  double total = 0.0;
+  for (size_t i = 0; i < keep; ++i) total += candidates_[i].first = std::exp(candidates_[i].first - top);
+  if (config_.top_p < 1.0f) {
+    double mass = 0.0;
+    size_t n = 0;
+    while (n < keep && mass < double(config_.top_p) * total) mass += candidates_[n++].first;
+    keep = std::max<size_t>(n, 1);
+    total = mass > 0.0 ? mass : candidates_[0].first;
+  }
+  double r = uniform() * total;
+  for (size_t i = 0; i < keep; ++i) {
+    r -= candidates_[i].first;
+    if (r < 0.0) return candidates_[i].second;
+  }
+  return candidates_[keep - 1].second;
+}
+
+}  // namespace ae

@@ -1,0 +1,155 @@
+"""The runtime as a device sees it: separate processes, torch unavailable, and `astroedge run`.
+
+Every failure path must end in one `error: ...` line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASTROEDGE = Path(sys.executable).parent / "astroedge"
+
+# Installed first in the child: any attempt to import torch fails as on a device without it.
+BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is blocked in this test (device without torch)")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def python(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + code], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([str(ASTROEDGE), "run", *map(str, args)], capture_output=True, text=True, timeout=120, env=env)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_runtime_imports_and_runs_without_torch(tiny_package: Path) -> None:
+    proc = python(f"""
+import json
+import astroedge.runtime as rt
+import astroedge.cli  # the CLI module too: `astroedge run` must not need torch
+engine = rt.Engine({str(tiny_package)!r})
+tokens = [t for t, _ in engine.create_stream().generate("hello", 10, temperature=0)]
+print(json.dumps({{"tokens": tokens, "torch": "torch" in sys.modules, "kernel": engine.kernel}}))
+""")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(out["tokens"]) == 10 and not out["torch"] and out["kernel"] in ("library", "fallback")
+
+
+def test_streaming_20k_tokens_keeps_memory_flat(tiny_package: Path) -> None:
+    """Constant-size state: 20k generated tokens must not grow the process (RSS < 2 MB after warm-up)."""
+    proc = python(f"""
+from astroedge.runtime import Engine
+from astroedge.runtime.stats import proc_status_kib
+stream = Engine({str(tiny_package)!r}, threads=1).create_stream()
+for _ in stream.generate("warm up", 2000, temperature=0.8, top_k=40, seed=1):
+    pass
+before = proc_status_kib("VmRSS")
+n = 0
+for _ in stream.generate(None, 20000, temperature=0.8, top_k=40, repetition_penalty=1.1, seed=2):
+    n += 1
+print(n, before, proc_status_kib("VmRSS"), stream.position)
+""", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    n, before, after, position = map(int, proc.stdout.split())
+    assert n == 20000 and position == len("warm up") + 22000
+    assert after - before < 2048, f"RSS grew by {after - before} KiB over 20k tokens"
+
+
+def test_cli_run_streams_text_and_prints_stats(tiny_package: Path, tmp_path: Path) -> None:
+    greedy = ("--temperature", "0")
+    proc = cli(tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "12", *greedy, "--stats", "--save-state", tmp_path / "s.npz")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ROMEO:")
+    for label in ("time to first token ms", "latency p50 ms", "latency p99 ms", "tokens per s", "peak rss mib", "state bytes per stream"):
+        assert label in proc.stderr
+    assert "2880" in proc.stderr  # tiny: 2 layers x (5*8*8 + 40) floats
+    whole = cli(tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "20", "--temperature", "0")
+    resumed = cli(tiny_package, "--load-state", tmp_path / "s.npz", "--max-new-tokens", "8", "--temperature", "0")
+    assert resumed.returncode == 0, resumed.stderr
+    # the fixture's 12th token ends a character, so the two halves' texts concatenate exactly
+    assert proc.stdout.rstrip("\n") + resumed.stdout.rstrip("\n") == whole.stdout.rstrip("\n")
+
+
+def test_cli_empty_prompt(tiny_package: Path) -> None:
+    assert_user_error(cli(tiny_package, "--prompt", ""), "empty prompt")
+
+
+def test_cli_corrupted_package(tiny_package: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.aepkg"
+    shutil.copytree(tiny_package, bad)
+    data = bytearray((bad / "model.onnx").read_bytes())
+    data[100] ^= 0x01
+    (bad / "model.onnx").write_bytes(bytes(data))
+    assert_user_error(cli(bad, "--prompt", "x"), "model.onnx", "sha256")
+
+
+def test_cli_state_file_of_another_model(tiny_package: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.aepkg"
+    shutil.copytree(tiny_package, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["created_by"] = "another export"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert cli(other, "--prompt", "x", "--max-new-tokens", "1", "--save-state", tmp_path / "o.npz").returncode == 0
+    assert_user_error(cli(tiny_package, "--load-state", tmp_path / "o.npz"), "o.npz", "belongs to another package")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--device", "tensorrt"], ["tensorrt", "not installed"]),
+        (["--device", "jetson"], ["not a Jetson"]),
+        (["--device", "npu"], ["device 'npu' is unknown"]),
+        (["--temperature", "-1"], ["--temperature"]),
+    ],
+)
+def test_cli_bad_options(tiny_package: Path, args: list[str], fragments: list[str]) -> None:
+    assert_user_error(cli(tiny_package, "--prompt", "x", *args), *fragments)
+
+
+def test_cli_cuda_without_the_gpu_build_is_refused_not_run_on_cpu(tiny_package: Path) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here; the refusal path needs the CPU build")
+    assert_user_error(cli(tiny_package, "--prompt", "x", "--device", "cuda"), "CUDAExecutionProvider", "onnxruntime-gpu")
+
+
+def test_cli_missing_package(tmp_path: Path) -> None:
+    assert_user_error(cli(tmp_path / "none.aepkg", "--prompt", "x"), "package not found")
+
+
+def test_sample_app_continues_one_conversation(tiny_package: Path, tmp_path: Path) -> None:
+    app = ROOT / "samples" / "python_app" / "chat.py"
+    args = [sys.executable, str(app), str(tiny_package), "--max-new-tokens", "5", "--stop", "@@never@@", "--state", str(tmp_path / "c.npz")]
+    first = subprocess.run([*args, "ROMEO:", "JULIET:"], capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "> ROMEO:" in first.stdout and "[11 tokens in the conversation" in first.stdout and "[23 tokens" in first.stdout
+    again = subprocess.run(args, input="KING:\n", capture_output=True, text=True, timeout=120)  # stdin, resumed state
+    assert again.returncode == 0, again.stderr
+    assert "[34 tokens in the conversation, state 2880 bytes]" in again.stdout
