@@ -8,9 +8,9 @@ BUILD := build
 # torch is pinned to the CPU wheel: any other spec downloads GBs of CUDA packages.
 TORCH := torch==2.13.0
 
-.PHONY: setup test demo bench lint sample plugins sanitize clean
+.PHONY: setup test demo bench lint sample plugins runtime sanitize clean
 
-setup: $(STAMP) plugins
+setup: $(STAMP) plugins runtime
 
 $(STAMP): pyproject.toml
 	$(PY_SYS) -m venv $(VENV)
@@ -19,22 +19,43 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[host,cpu,dev]'
 	touch $@
 
+# AMSU kernels + ONNX Runtime custom-op library (plugins/amsu/README.md); CUDA parts only when nvcc exists.
 plugins: $(STAMP)
-	@true
+	plugins/scripts/get_ort_headers.sh >/dev/null
+	$(VENV)/bin/cmake -S plugins -B $(BUILD)/plugins -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE=$(abspath $(PY)) >/dev/null
+	$(VENV)/bin/cmake --build $(BUILD)/plugins -j2
+
+# The CPU kernel against a naive step loop under ASan + UBSan (tests/kernels/amsu_cpu_test.cc).
+sanitize: plugins
+	$(VENV)/bin/cmake --build $(BUILD)/plugins -j2 --target amsu_cpu_test_asan
+	$(BUILD)/plugins/amsu_cpu_test_asan
+
+# C runtime build/runtime/libastroedge.so and the C sample build/runtime/ae_generate (docs/c-api.md);
+# tests/test_c_api.py runs the sample.
+runtime: $(STAMP)
+	plugins/scripts/get_ort_headers.sh >/dev/null
+	$(VENV)/bin/cmake -S runtime -B $(BUILD)/runtime -DPython3_EXECUTABLE=$(abspath $(PY)) >/dev/null
+	$(VENV)/bin/cmake --build $(BUILD)/runtime -j2
 
 test: setup
 	$(PY) -m ruff check .
+	$(MAKE) --no-print-directory sanitize
 	$(PY) -m pytest -q
 
 demo: setup
 	$(VENV)/bin/astroedge generate samples/shakespeare/model.pt --prompt "ROMEO:" --max-new-tokens 200 --seed 1
+	mkdir -p $(BUILD)
+	$(VENV)/bin/astroedge export samples/shakespeare/model.pt -o $(BUILD)/shakespeare.aepkg --force
+	$(VENV)/bin/astroedge inspect $(BUILD)/shakespeare.aepkg
+	$(VENV)/bin/astroedge check samples/shakespeare/model.pt $(BUILD)/shakespeare.aepkg
 
 # Retrains the bundled sample (the exact command in samples/shakespeare/MODEL_CARD.md).
 sample: $(STAMP)
-	$(VENV)/bin/astroedge train samples/shakespeare/input.txt -o samples/shakespeare/model.pt --config sample --minutes 20 --seed 1
+	$(VENV)/bin/astroedge train samples/shakespeare/input.txt -o samples/shakespeare/model.pt --config sample \
+	  --steps 2268 --seed 1 --lr 3e-3 --batch-size 32 --seq-len 512 --device $(or $(DEVICE),cpu)
 
 bench: setup
-	@true
+	$(PY) -m astroedge.bench.amsu --out $(BUILD)/bench/amsu_cpu.json
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,0 +1,171 @@
+// ONNX Runtime custom-op library for astroedge::AMSU (op contract astroedge/contract/amsu.json).
+//
+// Registers the op for the CPU execution provider (float and float16 inputs) and, when compiled
+// with ASTROEDGE_WITH_CUDA, also for the CUDA execution provider on ORT's compute stream. Names,
+// port order and attribute names come from amsu_contract.h, generated from the JSON contract.
+// Every bad input becomes an ORT error status (ORT_INVALID_ARGUMENT naming the input and the
+// expected shape), never a crash. g++ only: nvcc cannot parse the lite custom-op header.
+#define ORT_API_MANUAL_INIT
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "amsu_contract.h"
+#include "amsu_kernels.h"
+#include "onnxruntime_lite_custom_op.h"
+
+namespace {
+
+using Ort::Custom::Tensor;
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+struct Attrs {
+  std::string node;
+  int64_t num_heads = 0;
+  AmsuAttrs kernel{};
+};
+
+// Read and check the node's attributes once, at session creation: a bad model fails to load with a
+// message naming the node and attribute instead of failing on every run.
+Attrs read_attrs(const OrtKernelInfo* info) {
+  Ort::ConstKernelInfo ki(info);
+  Attrs a;
+  a.node = ki.GetNodeName();
+  auto missing = [&](const char* name, const char* type) {
+    return Ort::Exception("AMSU node '" + a.node + "': required attribute '" + std::string(name) + "' (" + type +
+                              ") is missing or has another type; re-export the model (astroedge/contract/amsu.json lists the attributes)",
+                          ORT_INVALID_ARGUMENT);
+  };
+  try {
+    a.num_heads = ki.GetAttribute<int64_t>(AMSU_ATTR_NUM_HEADS);
+  } catch (const Ort::Exception&) {
+    throw missing(AMSU_ATTR_NUM_HEADS, "int");
+  }
+  try {
+    a.kernel.threshold = ki.GetAttribute<float>(AMSU_ATTR_THRESHOLD);
+  } catch (const Ort::Exception&) {
+    throw missing(AMSU_ATTR_THRESHOLD, "float");
+  }
+  try {
+    a.kernel.eps = ki.GetAttribute<float>(AMSU_ATTR_EPS);
+  } catch (const Ort::Exception&) {
+    throw missing(AMSU_ATTR_EPS, "float");
+  }
+  auto bad = [&](const char* name, const std::string& value, const char* why) {
+    return Ort::Exception("AMSU node '" + a.node + "': attribute '" + std::string(name) + "' = " + value + ": " + why, ORT_INVALID_ARGUMENT);
+  };
+  if (a.num_heads < 1) throw bad(AMSU_ATTR_NUM_HEADS, std::to_string(a.num_heads), "must be a positive number of heads");
+  if (!std::isfinite(a.kernel.threshold)) throw bad(AMSU_ATTR_THRESHOLD, std::to_string(a.kernel.threshold), "must be finite");
+  if (!(a.kernel.eps >= 0.0f) || !std::isfinite(a.kernel.eps)) throw bad(AMSU_ATTR_EPS, std::to_string(a.kernel.eps), "must be a small non-negative number");
+  return a;
+}
+
+// Empty string when the shapes follow the contract, else a one-line explanation.
+std::string check_shapes(const Attrs& a, const std::vector<const std::vector<int64_t>*>& in) {
+  const std::vector<int64_t>& x = *in[AMSU_INPUT_X];
+  const std::string where = "AMSU node '" + a.node + "': input '";
+  if (x.size() != 3) return where + "x' has shape " + shape_str(x) + "; expected rank 3 [B, S, D]";
+  const int64_t B = x[0], D = x[2], NH = a.num_heads;
+  if (D % NH) return where + "x' has D = " + std::to_string(D) + " channels, not divisible by num_heads = " + std::to_string(NH);
+  const int64_t HD = D / NH;
+  struct Want {
+    int index;
+    const char* name;
+    std::vector<int64_t> shape;
+    const char* symbolic;
+  };
+  const Want wants[] = {
+      {AMSU_INPUT_Q, "q", x, "[B, S, D] like x"},
+      {AMSU_INPUT_K, "k", x, "[B, S, D] like x"},
+      {AMSU_INPUT_V, "v", x, "[B, S, D] like x"},
+      {AMSU_INPUT_W_O, "w_o", {D}, "[D]"},
+      {AMSU_INPUT_GAMMA, "gamma", {NH}, "[NH]"},
+      {AMSU_INPUT_BETA, "beta", {D}, "[D]"},
+      {AMSU_INPUT_H_IN, "h_in", {B, NH, HD, HD}, "[B, NH, HD, HD]"},
+      {AMSU_INPUT_U_IN, "u_in", {B, D}, "[B, D]"},
+  };
+  for (const Want& w : wants) {
+    if (*in[w.index] != w.shape)
+      return where + w.name + "' has shape " + shape_str(*in[w.index]) + "; expected " + w.symbolic + " = " + shape_str(w.shape) +
+             " (B, S, D from x " + shape_str(x) + ", NH = num_heads = " + std::to_string(NH) + ", HD = D / NH)";
+  }
+  return {};
+}
+
+template <typename T, bool kCuda>
+struct AmsuKernel {
+  AmsuKernel(const OrtApi*, const OrtKernelInfo* info) : attrs_(read_attrs(info)) {}
+
+  Ort::Status Compute(OrtKernelContext* context, const Tensor<T>& x, const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
+                      const Tensor<float>& w_o, const Tensor<float>& gamma, const Tensor<float>& beta, const Tensor<float>& h_in,
+                      const Tensor<float>& u_in, Tensor<T>& s, Tensor<float>& h_out, Tensor<float>& u_out) {
+    const std::string err = check_shapes(attrs_, {&x.Shape(), &q.Shape(), &k.Shape(), &v.Shape(), &w_o.Shape(), &gamma.Shape(),
+                                                  &beta.Shape(), &h_in.Shape(), &u_in.Shape()});
+    if (!err.empty()) return Ort::Status(err.c_str(), ORT_INVALID_ARGUMENT);
+    const AmsuShape shape{x.Shape()[0], x.Shape()[1], x.Shape()[2], attrs_.num_heads};
+    const AmsuBuffers buf{x.DataRaw(),      q.DataRaw(),      k.DataRaw(),  v.DataRaw(),   w_o.Data(),
+                          gamma.Data(),     beta.Data(),      h_in.Data(),  u_in.Data(),   s.Allocate(x.Shape()),
+                          h_out.Allocate(h_in.Shape()), u_out.Allocate(u_in.Shape())};
+    const AmsuDType dtype = std::is_same<T, float>::value ? AMSU_FLOAT32 : AMSU_FLOAT16;
+    int rc;
+    if constexpr (kCuda) {
+      rc = amsu_cuda_forward(&shape, attrs_.kernel, dtype, &buf, Ort::KernelContext(context).GetGPUComputeStream());
+    } else {
+      (void)context;
+      rc = amsu_cpu_forward(&shape, attrs_.kernel, dtype, &buf, 0);
+    }
+    if (rc == AMSU_OK) return Ort::Status{nullptr};
+    std::string msg = "AMSU node '" + attrs_.node + "': kernel failed: " + amsu_error_string(rc);
+    if constexpr (kCuda) msg += std::string(": ") + amsu_cuda_last_error();
+    return Ort::Status(msg.c_str(), rc == AMSU_ERR_INVALID_ARGUMENT ? ORT_INVALID_ARGUMENT : ORT_RUNTIME_EXCEPTION);
+  }
+
+  Attrs attrs_;
+};
+
+// Op objects and the domain must outlive every session that uses them, and RegisterCustomOps runs
+// once per SessionOptions: create them once and never free them (a static destructor could run
+// after onnxruntime itself is gone at process exit).
+Ort::CustomOpDomain* domain() {
+  static Ort::CustomOpDomain* dom = [] {
+    auto* d = new Ort::CustomOpDomain(AMSU_OP_DOMAIN);
+    d->Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<float, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
+    d->Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<Ort::Float16_t, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
+#ifdef ASTROEDGE_WITH_CUDA
+    d->Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<float, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
+    d->Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<Ort::Float16_t, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
+#endif
+    return d;
+  }();
+  return dom;
+}
+
+}  // namespace
+
+extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
+                                                                                           const OrtApiBase* api_base) {
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (!api) {  // GetApi(1) exists in every release: enough to report the problem
+    const std::string msg = std::string("astroedge AMSU library needs onnxruntime >= 1.") + std::to_string(ORT_API_VERSION) +
+                            " (C API version " + std::to_string(ORT_API_VERSION) + "); this process has onnxruntime " +
+                            api_base->GetVersionString() + ": upgrade onnxruntime";
+    return api_base->GetApi(1)->CreateStatus(ORT_FAIL, msg.c_str());
+  }
+  static std::once_flag init;
+  std::call_once(init, [api] { Ort::InitApi(api); });
+  try {
+    return api->AddCustomOpDomain(options, *domain());
+  } catch (const Ort::Exception& e) {
+    return api->CreateStatus(e.GetOrtErrorCode(), e.what());
+  } catch (const std::exception& e) {
+    return api->CreateStatus(ORT_FAIL, e.what());
+  }
+}
