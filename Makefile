@@ -56,6 +56,10 @@ sample: $(STAMP)
 
 bench: setup
 	$(PY) -m astroedge.bench.amsu --out $(BUILD)/bench/amsu_cpu.json
+	$(VENV)/bin/astroedge export samples/shakespeare/model.pt -o $(BUILD)/shakespeare.aepkg --force
+	$(VENV)/bin/astroedge bench $(BUILD)/shakespeare.aepkg -o $(BUILD)/bench/sample.json --plot $(BUILD)/bench/sample
+	$(VENV)/bin/astroedge bench --config bench --contexts 128,1024,8192 --decode-steps 16 --prefill-tokens 256 \
+	  -o $(BUILD)/bench/bench.json --plot $(BUILD)/bench/bench
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

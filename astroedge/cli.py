@@ -83,6 +83,12 @@ app.command("run")(run_command)
 from astroedge.export.commands import register as register_export  # noqa: E402  (export, inspect, check; lazy torch/onnx)
 
 register_export(app)
+from astroedge.quantize.commands import register as register_quantize  # noqa: E402  (quantize; lazy onnx)
+
+register_quantize(app)
+from astroedge.bench.commands import register as register_bench  # noqa: E402  (bench; lazy torch/onnx)
+
+register_bench(app)
 
 
 def main() -> None:

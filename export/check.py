@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -118,7 +119,9 @@ def _torch_greedy(model: AMSNet, prompt: np.ndarray, n: int) -> list[int]:
 def _probe_model(pkg: Package) -> Iterator[Path]:
     """The package graph with every AMSU node's spike output added as a graph output, in a temp dir.
 
-    The computation is untouched (only outputs are added); external weights are linked, not copied.
+    The computation is untouched (only outputs are added). External weights are hard-linked beside it
+    (copied across file systems): onnxruntime refuses external data reached through a symlink that
+    leaves the model's folder.
     """
     import onnx
     from onnx import TensorProto, helper
@@ -135,7 +138,10 @@ def _probe_model(pkg: Package) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="astroedge-check-") as tmp:
         external = pkg.manifest["onnx"].get("external_data")
         if external:
-            os.symlink((pkg.path / external).resolve(), Path(tmp) / external)
+            try:
+                os.link(pkg.path / external, Path(tmp) / external)
+            except OSError:
+                shutil.copyfile(pkg.path / external, Path(tmp) / external)
         probe = Path(tmp) / pkg.onnx_path.name
         onnx.save_model(proto, str(probe))
         yield probe
