@@ -42,12 +42,15 @@ test: setup
 	$(MAKE) --no-print-directory sanitize
 	$(PY) -m pytest -q
 
+# The main job: export the bundled sample to a package, verify it, and stream text from it with the
+# torch-free runtime (Python CLI, then the C sample app on the same package).
 demo: setup
-	$(VENV)/bin/astroedge generate samples/shakespeare/model.pt --prompt "ROMEO:" --max-new-tokens 200 --seed 1
 	mkdir -p $(BUILD)
 	$(VENV)/bin/astroedge export samples/shakespeare/model.pt -o $(BUILD)/shakespeare.aepkg --force
 	$(VENV)/bin/astroedge inspect $(BUILD)/shakespeare.aepkg
 	$(VENV)/bin/astroedge check samples/shakespeare/model.pt $(BUILD)/shakespeare.aepkg
+	$(VENV)/bin/astroedge run $(BUILD)/shakespeare.aepkg --prompt "ROMEO:" --max-new-tokens 300 --seed 1 --stats
+	$(BUILD)/runtime/ae_generate $(BUILD)/shakespeare.aepkg "JULIET:" 200 --library $(BUILD)/plugins/libastroedge_ort.so
 
 # Retrains the bundled sample (the exact command in samples/shakespeare/MODEL_CARD.md).
 sample: $(STAMP)

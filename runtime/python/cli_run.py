@@ -57,8 +57,10 @@ def print_stats(summary: dict[str, float | int | str | None], where: str) -> Non
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="astroedge run", caption=where, show_header=False)
+    table = Table(title="astroedge run", show_header=False)
     for key, value in summary.items():
         shown = "n/a" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
         table.add_row(key.replace("_", " "), shown)
-    Console(stderr=True).print(table)
+    console = Console(stderr=True)
+    console.print(table)
+    console.print(where, soft_wrap=True)

@@ -1,7 +1,7 @@
 """A small device app on astroedge.runtime: continue each prompt, keeping one conversation state.
 
-    python samples/python_app/chat.py samples/shakespeare/model.aepkg "ROMEO:" "JULIET:"
-    echo "ROMEO:" | python samples/python_app/chat.py samples/shakespeare/model.aepkg
+    python samples/python_app/chat.py build/shakespeare.aepkg "ROMEO:" "JULIET:"
+    echo "ROMEO:" | python samples/python_app/chat.py build/shakespeare.aepkg
 
 Prompts come from the arguments, else one per line from stdin. The stream is NOT reset between
 prompts: each reply continues the conversation so far, in constant memory (AM-SNet carries a
