@@ -34,6 +34,9 @@ CASES = [
     (AmsuCase(batch=2, seq=33, dim=96, heads=3, dtype="float16"), False),  # head width 32
     (AmsuCase(batch=2, seq=33, dim=256, heads=2), True),  # head width 128: the widest register tile
     (AmsuCase(batch=2, seq=20, dim=160, heads=1), True),  # head width 160: state in shared memory, > 48 KiB opt-in
+    (AmsuCase(batch=1, seq=100, dim=128, heads=2), True),  # chunkwise prefill, last chunk partial
+    (AmsuCase(batch=1, seq=512, dim=256, heads=4, dtype="float16"), False),  # chunkwise prefill, the sample's shape
+    (AmsuCase(batch=40, seq=70, dim=32, heads=4), False),  # 160 (stream, head) pairs: sequential kernel
 ]
 
 

@@ -8,6 +8,8 @@
 //     (each thread every kTpr-th column), so H[i][:] = gamma H[i][:] + v_i k and o_i = H[i][:] . q
 //     cost a few FMAs and a log2(kTpr)-step shuffle per thread and token.
 //   128 < d <= 238: the state lives in shared memory (opt-in > 48 KiB), one warp per row.
+// Long prompts on few streams (S >= 64, d <= 64) take a chunkwise path instead (below), which
+// spreads the work over chunks of 32 tokens so that one prompt fills the GPU.
 // ONNX Runtime headers never enter this file (nvcc cannot parse them): the wrappers call the
 // extern "C" launcher below.
 #include <cuda_fp16.h>
@@ -214,6 +216,222 @@ int fail(cudaError_t err, const char* what) {
   return AMSU_ERR_CUDA;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Chunkwise prefill (head width <= 64, S >= kChunkMinSeq, few streams). The sequential kernels
+// above keep only B x NH blocks busy, so one long prompt leaves most of a GPU idle. Here the
+// recurrence is split as in the reference's amsu_chunkwise_form, over chunks of kChunk tokens:
+//   1. delta: per (stream, head, chunk)  dH_c = sum_j gamma^(L-1-j) v_j k_j^T          (parallel)
+//   2. scan:  H entering chunk c = gamma^L H_(c-1) + dH_(c-1), element-wise over chunks  (short)
+//   3. out:   o_i = sum_(j<=i) gamma^(i-j) (q_i . k_j) v_j + gamma^(i+1) H_c q_i, then the per-head
+//             RMSNorm; o_hat goes to a workspace                                          (parallel)
+//   4. membrane: u = beta u + (1-beta) sigmoid(x), s = [u + o_hat - theta > 0], chunkwise the same way
+// The workspace (dH and u per chunk, o_hat) comes from cudaMallocAsync on the caller's stream.
+
+constexpr int kChunk = 32;
+constexpr int kMaxChunkHd = 64;
+constexpr int64_t kChunkMinSeq = 64;
+constexpr int64_t kChunkMaxBlocks = 128;  // beyond this many (stream, head) pairs the sequential kernel fills the GPU
+
+__device__ __forceinline__ float gpow(float log2g, int e) { return e == 0 ? 1.0f : exp2f(static_cast<float>(e) * log2g); }
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) amsu_chunk_delta(int64_t S, int64_t D, int NH, int HD, const T* __restrict__ k,
+                                                             const T* __restrict__ v, const float* __restrict__ gamma,
+                                                             float* __restrict__ delta) {
+  __shared__ float ks[kChunk][kMaxChunkHd], vs[kChunk][kMaxChunkHd];
+  const int bh = blockIdx.x, c = blockIdx.y, nc = gridDim.y;
+  const int64_t b = bh / NH, t0 = static_cast<int64_t>(c) * kChunk;
+  const int n = bh % NH, L = static_cast<int>(S - t0 < kChunk ? S - t0 : kChunk);
+  const float lg = log2f(gamma[n]);
+  for (int e = threadIdx.x; e < L * HD; e += blockDim.x) {
+    const int j = e / HD, m = e % HD;
+    const size_t idx = static_cast<size_t>((b * S + t0 + j) * D + static_cast<int64_t>(n) * HD + m);
+    ks[j][m] = load(k, idx) * gpow(lg, L - 1 - j);
+    vs[j][m] = load(v, idx);
+  }
+  __syncthreads();
+  float* out = delta + (static_cast<size_t>(bh) * nc + c) * HD * HD;
+  for (int e = threadIdx.x; e < HD * HD; e += blockDim.x) {
+    const int r = e / HD, m = e % HD;
+    float acc = 0.0f;
+    for (int j = 0; j < L; ++j) acc += vs[j][r] * ks[j][m];
+    out[e] = acc;
+  }
+}
+
+// In place: delta[c] becomes the state entering chunk c; h_out gets the state after the last chunk.
+__global__ void __launch_bounds__(kThreads) amsu_chunk_scan(int64_t S, int NH, int HD, int nc, const float* __restrict__ gamma,
+                                                            const float* h_in, float* __restrict__ delta, float* h_out) {
+  const int bh = blockIdx.x;
+  const int e = blockIdx.y * blockDim.x + threadIdx.x;
+  if (e >= HD * HD) return;
+  const float lg = log2f(gamma[bh % NH]);
+  const size_t hd2 = static_cast<size_t>(HD) * HD;
+  float h = h_in[bh * hd2 + e];  // read before h_out (which may alias h_in) is written by this same thread
+  for (int c = 0; c < nc; ++c) {
+    const int L = static_cast<int>(S - static_cast<int64_t>(c) * kChunk < kChunk ? S - static_cast<int64_t>(c) * kChunk : kChunk);
+    float* slot = delta + (static_cast<size_t>(bh) * nc + c) * hd2 + e;
+    const float d = *slot;
+    *slot = h;
+    h = gpow(lg, L) * h + d;
+  }
+  h_out[bh * hd2 + e] = h;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) amsu_chunk_out(int64_t S, int64_t D, int NH, int HD, float eps, const T* __restrict__ q,
+                                                           const T* __restrict__ k, const T* __restrict__ v,
+                                                           const float* __restrict__ w_o, const float* __restrict__ gamma,
+                                                           const float* __restrict__ h_start, float* __restrict__ o_hat) {
+  __shared__ float qs[kChunk][kMaxChunkHd + 1], ks[kChunk][kMaxChunkHd + 1], vs[kChunk][kMaxChunkHd];
+  __shared__ float hs[kMaxChunkHd][kMaxChunkHd + 1], sc[kChunk][kChunk + 1];
+  const int bh = blockIdx.x, c = blockIdx.y, nc = gridDim.y;
+  const int64_t b = bh / NH, t0 = static_cast<int64_t>(c) * kChunk;
+  const int n = bh % NH, L = static_cast<int>(S - t0 < kChunk ? S - t0 : kChunk);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarps = blockDim.x >> 5;
+  const float lg = log2f(gamma[n]);
+  const int64_t c0 = static_cast<int64_t>(n) * HD;
+  for (int e = tid; e < L * HD; e += blockDim.x) {
+    const int j = e / HD, m = e % HD;
+    const size_t idx = static_cast<size_t>((b * S + t0 + j) * D + c0 + m);
+    qs[j][m] = load(q, idx);
+    ks[j][m] = load(k, idx);
+    vs[j][m] = load(v, idx);
+  }
+  const float* hc = h_start + (static_cast<size_t>(bh) * nc + c) * HD * HD;
+  for (int e = tid; e < HD * HD; e += blockDim.x) hs[e / HD][e % HD] = hc[e];
+  __syncthreads();
+  for (int e = tid; e < kChunk * kChunk; e += blockDim.x) {  // decayed causal scores
+    const int i = e / kChunk, j = e % kChunk;
+    float acc = 0.0f;
+    if (i < L && j <= i) {
+      for (int m = 0; m < HD; ++m) acc += qs[i][m] * ks[j][m];
+      acc *= gpow(lg, i - j);
+    }
+    sc[i][j] = acc;
+  }
+  __syncthreads();
+  for (int i = warp; i < L; i += nwarps) {  // one warp per token: lanes own channels, the norm is a warp sum
+    float o[kMaxChunkHd / 32];
+    float ss = 0.0f;
+#pragma unroll
+    for (int r = 0; r < kMaxChunkHd / 32; ++r) {
+      const int ch = lane + 32 * r;
+      float acc = 0.0f;
+      if (ch < HD) {
+        for (int j = 0; j <= i; ++j) acc += sc[i][j] * vs[j][ch];
+        float carry = 0.0f;
+        for (int m = 0; m < HD; ++m) carry += hs[ch][m] * qs[i][m];
+        acc += gpow(lg, i + 1) * carry;
+      }
+      o[r] = acc;
+      ss += acc * acc;
+    }
+    ss = warp_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / static_cast<float>(HD) + eps);
+    const size_t row = static_cast<size_t>((b * S + t0 + i) * D + c0);
+#pragma unroll
+    for (int r = 0; r < kMaxChunkHd / 32; ++r) {
+      const int ch = lane + 32 * r;
+      if (ch < HD) o_hat[row + ch] = o[r] * inv * w_o[c0 + ch];
+    }
+  }
+}
+
+// The membrane is a linear recurrence too, so it goes chunkwise as well: (a) per (channel, chunk) a
+// local walk from u = 0 gives the chunk's contribution at its end; (b) per channel a walk over the
+// chunk ends turns them into the state entering each chunk; (c) per (channel, chunk) the walk is
+// redone from that state, writing spikes. Chains are kChunk (or nc) long instead of S.
+__device__ __forceinline__ int chunk_len(int64_t S, int c) {
+  const int64_t left = S - static_cast<int64_t>(c) * kChunk;
+  return static_cast<int>(left < kChunk ? left : kChunk);
+}
+
+template <typename T>
+__global__ void amsu_membrane_local(int64_t B, int64_t S, int64_t D, const T* __restrict__ x, const float* __restrict__ beta,
+                                    float* __restrict__ u_end) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= B * D) return;
+  const int c = blockIdx.y, L = chunk_len(S, c);
+  const int64_t b = idx / D, ch = idx % D;
+  const float bt = beta[ch];
+  const size_t base = static_cast<size_t>((b * S + static_cast<int64_t>(c) * kChunk) * D + ch);
+  float u = 0.0f;
+  for (int i = 0; i < L; ++i) u = bt * u + (1.0f - bt) * (1.0f / (1.0f + expf(-load(x, base + static_cast<size_t>(i) * D))));
+  u_end[static_cast<size_t>(c) * B * D + idx] = u;
+}
+
+// In place: u_end[c] becomes the membrane entering chunk c; u_out gets the state after the last chunk.
+__global__ void amsu_membrane_carry(int64_t B, int64_t S, int64_t D, int nc, const float* __restrict__ beta, const float* u_in,
+                                    float* __restrict__ u_end, float* u_out) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= B * D) return;
+  const float lb = log2f(beta[idx % D]);
+  float u = u_in[idx];  // read before u_out (which may alias u_in) is written by this same thread
+  for (int c = 0; c < nc; ++c) {
+    float* slot = u_end + static_cast<size_t>(c) * B * D + idx;
+    const float local = *slot;
+    *slot = u;
+    u = gpow(lb, chunk_len(S, c)) * u + local;
+  }
+  u_out[idx] = u;
+}
+
+template <typename T>
+__global__ void amsu_membrane_spikes(int64_t B, int64_t S, int64_t D, float threshold, const T* __restrict__ x,
+                                     const float* __restrict__ beta, const float* __restrict__ u_start,
+                                     const float* __restrict__ o_hat, T* __restrict__ s) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= B * D) return;
+  const int c = blockIdx.y, L = chunk_len(S, c);
+  const int64_t b = idx / D, ch = idx % D;
+  const float bt = beta[ch];
+  float u = u_start[static_cast<size_t>(c) * B * D + idx];
+  size_t row = static_cast<size_t>((b * S + static_cast<int64_t>(c) * kChunk) * D + ch);
+  for (int i = 0; i < L; ++i, row += D) {
+    u = bt * u + (1.0f - bt) * (1.0f / (1.0f + expf(-load(x, row))));
+    store_spike(s + row, u + o_hat[row] - threshold > 0.0f);
+  }
+}
+
+// Returns AMSU_OK, an error, or 1 when the workspace cannot be had (the caller then runs the
+// sequential kernel instead).
+template <typename T>
+int launch_chunked(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cudaStream_t stream) {
+  const int hd = static_cast<int>(sh.dim / sh.heads), nh = static_cast<int>(sh.heads);
+  const int64_t bh = sh.batch * sh.heads, nc = (sh.seq + kChunk - 1) / kChunk;
+  const size_t delta_floats = static_cast<size_t>(bh * nc) * hd * hd;
+  const size_t o_floats = static_cast<size_t>(sh.batch * sh.seq * sh.dim);
+  const size_t u_floats = static_cast<size_t>(nc * sh.batch * sh.dim);
+  void* ws = nullptr;
+  if (cudaMallocAsync(&ws, (delta_floats + o_floats + u_floats) * sizeof(float), stream) != cudaSuccess) {
+    cudaGetLastError();  // clear it: the sequential kernel needs no workspace
+    return 1;
+  }
+  float* delta = static_cast<float*>(ws);
+  float* o_hat = delta + delta_floats;
+  float* u_chunk = o_hat + o_floats;
+  const T* x = static_cast<const T*>(buf.x);
+  const T* q = static_cast<const T*>(buf.q);
+  const T* k = static_cast<const T*>(buf.k);
+  const T* v = static_cast<const T*>(buf.v);
+  const dim3 chunks(static_cast<unsigned>(bh), static_cast<unsigned>(nc));
+  amsu_chunk_delta<T><<<chunks, kThreads, 0, stream>>>(sh.seq, sh.dim, nh, hd, k, v, buf.gamma, delta);
+  const dim3 scan(static_cast<unsigned>(bh), static_cast<unsigned>((hd * hd + kThreads - 1) / kThreads));
+  amsu_chunk_scan<<<scan, kThreads, 0, stream>>>(sh.seq, nh, hd, static_cast<int>(nc), buf.gamma, buf.h_in, delta, buf.h_out);
+  amsu_chunk_out<T><<<chunks, kThreads, 0, stream>>>(sh.seq, sh.dim, nh, hd, attrs.eps, q, k, v, buf.w_o, buf.gamma, delta, o_hat);
+  const int64_t channels = sh.batch * sh.dim;
+  const unsigned channel_blocks = static_cast<unsigned>((channels + 127) / 128);
+  const dim3 channel_chunks(channel_blocks, static_cast<unsigned>(nc));
+  amsu_membrane_local<T><<<channel_chunks, 128, 0, stream>>>(sh.batch, sh.seq, sh.dim, x, buf.beta, u_chunk);
+  amsu_membrane_carry<<<channel_blocks, 128, 0, stream>>>(sh.batch, sh.seq, sh.dim, static_cast<int>(nc), buf.beta, buf.u_in, u_chunk,
+                                                          buf.u_out);
+  amsu_membrane_spikes<T><<<channel_chunks, 128, 0, stream>>>(sh.batch, sh.seq, sh.dim, attrs.threshold, x, buf.beta, u_chunk, o_hat,
+                                                              static_cast<T*>(buf.s));
+  const cudaError_t err = cudaFreeAsync(ws, stream);
+  return err == cudaSuccess ? AMSU_OK : fail(err, "amsu_cuda_forward: cudaFreeAsync");
+}
+
 template <typename T>
 int launch_smem(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cudaStream_t stream) {
   const int hd = static_cast<int>(sh.dim / sh.heads);
@@ -252,21 +470,24 @@ int launch_regs(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cu
 // registers, so more blocks fit per SM (measured on H100: B=64, D=768 decode 13 us vs 17 us).
 // Prefill takes the smallest register tile that holds the head (ceil(HD / kTpr) columns per thread).
 template <typename T>
-int launch(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cudaStream_t stream) {
+int launch_sequential(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cudaStream_t stream) {
   const int64_t hd = sh.dim / sh.heads;
-  int rc;
-  if (sh.seq == 1 && (hd * hd + 4 * hd) * static_cast<int64_t>(sizeof(float)) <= 48 * 1024)
-    rc = launch_smem<T>(sh, attrs, buf, stream);
-  else if (hd <= 4 * kTpr)
-    rc = launch_regs<T, 4, 1>(sh, attrs, buf, stream);
-  else if (hd <= 8 * kTpr)
-    rc = launch_regs<T, 8, 1>(sh, attrs, buf, stream);
-  else if (hd <= 16 * kTpr)
-    rc = launch_regs<T, 16, 1>(sh, attrs, buf, stream);
-  else if (hd <= kMaxRegHd)
-    rc = launch_regs<T, kMaxRegHd / kTpr, kMaxRegHd / kRowsPerPass>(sh, attrs, buf, stream);
-  else
-    rc = launch_smem<T>(sh, attrs, buf, stream);
+  if (sh.seq == 1 && (hd * hd + 4 * hd) * static_cast<int64_t>(sizeof(float)) <= 48 * 1024) return launch_smem<T>(sh, attrs, buf, stream);
+  if (hd <= 4 * kTpr) return launch_regs<T, 4, 1>(sh, attrs, buf, stream);
+  if (hd <= 8 * kTpr) return launch_regs<T, 8, 1>(sh, attrs, buf, stream);
+  if (hd <= 16 * kTpr) return launch_regs<T, 16, 1>(sh, attrs, buf, stream);
+  if (hd <= kMaxRegHd) return launch_regs<T, kMaxRegHd / kTpr, kMaxRegHd / kRowsPerPass>(sh, attrs, buf, stream);
+  return launch_smem<T>(sh, attrs, buf, stream);
+}
+
+// A long prompt on few streams goes chunkwise; everything else, and any call whose workspace
+// cannot be allocated, takes the sequential kernels.
+template <typename T>
+int launch(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cudaStream_t stream) {
+  const bool chunked = sh.seq >= kChunkMinSeq && sh.dim / sh.heads <= kMaxChunkHd && sh.batch * sh.heads <= kChunkMaxBlocks &&
+                       (sh.seq + kChunk - 1) / kChunk <= 65535;
+  int rc = chunked ? launch_chunked<T>(sh, attrs, buf, stream) : 1;
+  if (rc == 1) rc = launch_sequential<T>(sh, attrs, buf, stream);
   if (rc != AMSU_OK) return rc;
   const cudaError_t err = cudaGetLastError();
   return err == cudaSuccess ? AMSU_OK : fail(err, "amsu_cuda_forward: kernel launch");
