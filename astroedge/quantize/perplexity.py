@@ -1,0 +1,79 @@
+"""Held-out perplexity of a package, computed by the runtime (onnxruntime), not by torch.
+
+The quality gate must judge what will actually run on the device: the quantised graph through the
+same session code as `astroedge run`. The text is cut into a few contiguous segments that run as a
+batch, each streamed in chunks with its state carried, so it is scored as a stream reads it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from astroedge.corpus import load_tokens, split_held_out
+from astroedge.errors import UserError
+from astroedge.tokenizer import Tokenizer
+
+SAMPLE_TEXT = Path(__file__).resolve().parents[2] / "samples" / "shakespeare" / "input.txt"
+MIN_EVAL_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    tokens: int
+    nats_per_token: float
+    perplexity: float
+    seconds: float
+    kernel: str  # which AMSU implementation computed it
+
+
+def eval_tokens(tokenizer: Tokenizer, eval_text: Path | None, max_tokens: int) -> tuple[np.ndarray, str]:
+    """Token ids to score and where they come from: `eval_text` whole, or the sample's held-out last 10%."""
+    if max_tokens < MIN_EVAL_TOKENS:
+        raise UserError(f"--eval-tokens {max_tokens}: must be at least {MIN_EVAL_TOKENS}")
+    if eval_text is None:
+        if not SAMPLE_TEXT.is_file():
+            raise UserError(f"{SAMPLE_TEXT}: the default evaluation text is missing; pass --eval-text with a held-out UTF-8 text")
+        _, ids = split_held_out(load_tokens(SAMPLE_TEXT, tokenizer, min_tokens=10 * MIN_EVAL_TOKENS))
+        source = f"{SAMPLE_TEXT} (last 10%, held out from training)"
+    else:
+        ids = load_tokens(eval_text, tokenizer, min_tokens=MIN_EVAL_TOKENS)
+        source = str(eval_text)
+    return ids[: max_tokens + 1], source
+
+
+def _log_softmax_pick(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Sum over positions of -log p(target): logits [B, S, V] float32, targets [B, S]."""
+    x = logits.astype(np.float64)
+    x -= x.max(axis=-1, keepdims=True)
+    log_z = np.log(np.exp(x).sum(axis=-1))
+    picked = np.take_along_axis(x, targets[..., None], axis=-1)[..., 0]
+    return float((log_z - picked).sum())
+
+
+def package_perplexity(package: Path, ids: np.ndarray, segments: int = 4, chunk: int = 256, verify: bool = True) -> Perplexity:
+    """Perplexity per token of `ids` (int64, >= 2) under the package, on the CPU runtime."""
+    from astroedge.runtime import Engine
+
+    engine = Engine(package, device="cpu", verify=verify)
+    seg_len = (len(ids) - 1) // segments
+    if seg_len < 1:
+        segments, seg_len = 1, len(ids) - 1
+    starts = np.arange(segments) * seg_len
+    inputs = np.stack([ids[s : s + seg_len] for s in starts])
+    targets = np.stack([ids[s + 1 : s + 1 + seg_len] for s in starts])
+    state = engine.backend.zeros(segments)
+    total = 0.0
+    begin = time.perf_counter()
+    for start in range(0, seg_len, chunk):
+        part = inputs[:, start : start + chunk]
+        logits, state = engine.backend.run(part, np.full(segments, start, dtype=np.int64), state)
+        total += _log_softmax_pick(logits, targets[:, start : start + chunk])
+    n = segments * seg_len
+    kernel = engine.kernel
+    engine.close()
+    return Perplexity(n, total / n, math.exp(min(total / n, 700.0)), time.perf_counter() - begin, kernel)
