@@ -8,10 +8,11 @@ tokenizer, checksums), so running the package needs no model code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
+from astroedge.runtime.package import sha256_file
 
 from astroedge import __version__
 from astroedge.config import ModelConfig
@@ -26,14 +27,6 @@ ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 MAX_POSITION = 2**32  # RoPE digits cover positions below 256**4 exactly (astroedge.model.ROPE_MAX_POSITION)
 STATE_DTYPE_BYTES = 4  # float32
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def state_specs(cfg: ModelConfig) -> list[dict[str, Any]]:

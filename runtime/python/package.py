@@ -65,7 +65,8 @@ class Package:
         return self.config.vocab_size
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (packages are written and verified with it)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -182,7 +183,7 @@ def _check_files(root: Path, m: dict[str, Any], f: _Fields, onnx_file: str, veri
             raise UserError(
                 f"{p}: {actual_size} bytes, manifest says {size}; the package is corrupted or truncated, copy or re-export it"
             )
-        if verify and _sha256(p) != digest.lower():
+        if verify and sha256_file(p) != digest.lower():
             raise UserError(f"{p}: sha256 does not match {MANIFEST} (file corrupted or edited); copy or re-export the package")
 
 

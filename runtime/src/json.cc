@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "text.h"
+
 namespace ae {
 
 const Json* Json::find(const std::string& key) const {
@@ -180,24 +182,6 @@ class Parser {
     return v;
   }
 
-  static void put_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += char(cp);
-    } else if (cp < 0x800) {
-      out += char(0xC0 | (cp >> 6));
-      out += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += char(0xE0 | (cp >> 12));
-      out += char(0x80 | ((cp >> 6) & 0x3F));
-      out += char(0x80 | (cp & 0x3F));
-    } else {
-      out += char(0xF0 | (cp >> 18));
-      out += char(0x80 | ((cp >> 12) & 0x3F));
-      out += char(0x80 | ((cp >> 6) & 0x3F));
-      out += char(0x80 | (cp & 0x3F));
-    }
-  }
-
   std::string string() {
     ++pos_;  // opening quote
     std::string out;
@@ -234,7 +218,7 @@ class Parser {
             }
           }
           if (cp >= 0xD800 && cp < 0xE000) cp = 0xFFFD;  // lone surrogate
-          put_utf8(out, cp);
+          append_utf8(cp, out);
           break;
         }
         default: fail(std::string("bad escape '\\") + e + "'");
