@@ -40,7 +40,10 @@ CASES = [
 ]
 
 
-def run_cuda(case: AmsuCase, feeds: dict[str, np.ndarray], alias: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_cuda(
+    case: AmsuCase, feeds: dict[str, np.ndarray], alias: bool, workspace: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One call; with workspace=True the caller provides the scratch, as TensorRT does."""
     kernels = AmsuKernels()
     dev = {k: torch.from_numpy(v).cuda() for k, v in feeds.items()}
     s = torch.empty(dev["x"].shape, dtype=dev["x"].dtype, device="cuda")
@@ -48,7 +51,10 @@ def run_cuda(case: AmsuCase, feeds: dict[str, np.ndarray], alias: bool) -> tuple
     u_out = dev["u_in"] if alias else torch.empty_like(dev["u_in"])
     pointers = {k: t.data_ptr() for k, t in dev.items()} | {"s": s.data_ptr(), "h_out": h_out.data_ptr(), "u_out": u_out.data_ptr()}
     stream = torch.cuda.current_stream().cuda_stream
-    kernels.cuda_forward((case.batch, case.seq, case.dim, case.heads), THRESHOLD, EPS, case.dtype, pointers, stream)
+    shape = (case.batch, case.seq, case.dim, case.heads)
+    scratch = torch.empty(kernels.workspace_bytes(shape), dtype=torch.uint8, device="cuda") if workspace else None
+    ws = (scratch.data_ptr(), scratch.numel()) if scratch is not None else None
+    kernels.cuda_forward(shape, THRESHOLD, EPS, case.dtype, pointers, stream, ws)
     torch.cuda.synchronize()
     return s.cpu().numpy(), h_out.cpu().numpy(), u_out.cpu().numpy()
 
@@ -70,6 +76,24 @@ def test_cuda_matches_reference(case: AmsuCase, alias: bool) -> None:
     assert max_rel(u, ref.u) < STATE_RTOL
     flips = s.astype(np.float64) != ref.s
     assert np.all(np.abs(ref.drive[flips]) < DRIVE_TOL), f"{flips.sum()} flips, |drive| up to {np.abs(ref.drive[flips]).max()}"
+
+
+def test_caller_workspace_gives_the_same_result() -> None:
+    """The chunkwise prefill with TensorRT-style caller scratch == with its own stream-ordered scratch."""
+    case = AmsuCase(batch=2, seq=300, dim=256, heads=4)
+    feeds = random_inputs(case, seed=5)
+    own, given = run_cuda(case, feeds, False), run_cuda(case, feeds, False, workspace=True)
+    for a, b in zip(own, given, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_workspace_size_is_monotone_and_zero_where_unused() -> None:
+    kernels = AmsuKernels()
+    assert kernels.workspace_bytes((4, 1, 256, 4)) == 0  # decode
+    assert kernels.workspace_bytes((1, 63, 256, 4)) == 0  # short prompt: sequential kernel
+    assert kernels.workspace_bytes((1, 256, 256, 2)) == 0  # head width 128: sequential kernel
+    sizes = [kernels.workspace_bytes((b, s, 256, 4)) for b, s in ((1, 64), (1, 512), (2, 512), (64, 512))]
+    assert 0 < sizes[0] < sizes[1] < sizes[2] < sizes[3]
 
 
 def test_cuda_rejects_bad_shape() -> None:

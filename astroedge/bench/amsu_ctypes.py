@@ -36,21 +36,37 @@ class AmsuKernels:
         self.lib = ctypes.CDLL(str(path))
         args = [ctypes.POINTER(AmsuShape), AmsuAttrs, ctypes.c_int, ctypes.POINTER(AmsuBuffers)]
         self.lib.amsu_cuda_forward.argtypes = [*args, ctypes.c_void_p]
+        self.lib.amsu_cuda_forward_ws.argtypes = [*args, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
         self.lib.amsu_cpu_forward.argtypes = [*args, ctypes.c_int]
-        for fn in (self.lib.amsu_cuda_forward, self.lib.amsu_cpu_forward):
+        for fn in (self.lib.amsu_cuda_forward, self.lib.amsu_cuda_forward_ws, self.lib.amsu_cpu_forward):
             fn.restype = ctypes.c_int
+        self.lib.amsu_cuda_workspace_bytes.argtypes = [ctypes.POINTER(AmsuShape)]
+        self.lib.amsu_cuda_workspace_bytes.restype = ctypes.c_size_t
         self.lib.amsu_cuda_last_error.restype = ctypes.c_char_p
         self.lib.amsu_error_string.restype = ctypes.c_char_p
         self.lib.amsu_error_string.argtypes = [ctypes.c_int]
 
+    def workspace_bytes(self, shape: tuple[int, int, int, int]) -> int:
+        return int(self.lib.amsu_cuda_workspace_bytes(ctypes.byref(AmsuShape(*shape))))
+
     def cuda_forward(
-        self, shape: tuple[int, int, int, int], threshold: float, eps: float, dtype: str, pointers: dict[str, int], stream: int = 0
+        self,
+        shape: tuple[int, int, int, int],
+        threshold: float,
+        eps: float,
+        dtype: str,
+        pointers: dict[str, int],
+        stream: int = 0,
+        workspace: tuple[int, int] | None = None,
     ) -> None:
-        """Enqueue one call on `stream` (0 = legacy default stream); raise RuntimeError with the kernel's text on failure."""
+        """Enqueue one call on `stream` (0 = legacy default stream), with caller scratch (pointer, bytes)
+        if given; raise RuntimeError with the kernel's text on failure."""
         buf = AmsuBuffers(**{name: pointers[name] for name in BUFFER_NAMES})
-        rc = self.lib.amsu_cuda_forward(
-            ctypes.byref(AmsuShape(*shape)), AmsuAttrs(threshold, eps), DTYPES[dtype], ctypes.byref(buf), stream
-        )
+        args = (ctypes.byref(AmsuShape(*shape)), AmsuAttrs(threshold, eps), DTYPES[dtype], ctypes.byref(buf))
+        if workspace is None:
+            rc = self.lib.amsu_cuda_forward(*args, stream)
+        else:
+            rc = self.lib.amsu_cuda_forward_ws(*args, workspace[0], workspace[1], stream)
         if rc != 0:
             detail = self.lib.amsu_cuda_last_error().decode()
             raise RuntimeError(f"amsu_cuda_forward: {self.lib.amsu_error_string(rc).decode()} {detail}".strip())

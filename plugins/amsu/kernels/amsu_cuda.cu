@@ -225,7 +225,7 @@ int fail(cudaError_t err, const char* what) {
 //   3. out:   o_i = sum_(j<=i) gamma^(i-j) (q_i . k_j) v_j + gamma^(i+1) H_c q_i, then the per-head
 //             RMSNorm; o_hat goes to a workspace                                          (parallel)
 //   4. membrane: u = beta u + (1-beta) sigmoid(x), s = [u + o_hat - theta > 0], chunkwise the same way
-// The workspace (dH and u per chunk, o_hat) comes from cudaMallocAsync on the caller's stream.
+// The workspace (dH and u per chunk, o_hat) is the caller's (amsu_cuda_forward_ws) or stream-ordered from cudaMallocAsync.
 
 constexpr int kChunk = 32;
 constexpr int kMaxChunkHd = 64;
@@ -394,17 +394,25 @@ __global__ void amsu_membrane_spikes(int64_t B, int64_t S, int64_t D, float thre
   }
 }
 
-// Returns AMSU_OK, an error, or 1 when the workspace cannot be had (the caller then runs the
-// sequential kernel instead).
+size_t chunked_workspace_floats(const AmsuShape& sh) {
+  const int64_t hd = sh.dim / sh.heads, nc = (sh.seq + kChunk - 1) / kChunk;
+  return static_cast<size_t>(sh.batch * sh.heads * nc * hd * hd + sh.batch * sh.seq * sh.dim + nc * sh.batch * sh.dim);
+}
+
+// Returns AMSU_OK, an error, or 1 when no workspace can be had (the caller then runs the
+// sequential kernel instead). Caller scratch of enough bytes is used as is; otherwise the scratch
+// is stream-ordered, allocated and freed on `stream`.
 template <typename T>
-int launch_chunked(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cudaStream_t stream) {
+int launch_chunked(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, void* workspace, size_t workspace_bytes,
+                   cudaStream_t stream) {
   const int hd = static_cast<int>(sh.dim / sh.heads), nh = static_cast<int>(sh.heads);
   const int64_t bh = sh.batch * sh.heads, nc = (sh.seq + kChunk - 1) / kChunk;
   const size_t delta_floats = static_cast<size_t>(bh * nc) * hd * hd;
   const size_t o_floats = static_cast<size_t>(sh.batch * sh.seq * sh.dim);
-  const size_t u_floats = static_cast<size_t>(nc * sh.batch * sh.dim);
-  void* ws = nullptr;
-  if (cudaMallocAsync(&ws, (delta_floats + o_floats + u_floats) * sizeof(float), stream) != cudaSuccess) {
+  const size_t need = chunked_workspace_floats(sh) * sizeof(float);
+  void* ws = workspace_bytes >= need ? workspace : nullptr;
+  const bool own = ws == nullptr;
+  if (own && cudaMallocAsync(&ws, need, stream) != cudaSuccess) {
     cudaGetLastError();  // clear it: the sequential kernel needs no workspace
     return 1;
   }
@@ -428,6 +436,7 @@ int launch_chunked(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf,
                                                           buf.u_out);
   amsu_membrane_spikes<T><<<channel_chunks, 128, 0, stream>>>(sh.batch, sh.seq, sh.dim, attrs.threshold, x, buf.beta, u_chunk, o_hat,
                                                               static_cast<T*>(buf.s));
+  if (!own) return AMSU_OK;
   const cudaError_t err = cudaFreeAsync(ws, stream);
   return err == cudaSuccess ? AMSU_OK : fail(err, "amsu_cuda_forward: cudaFreeAsync");
 }
@@ -483,10 +492,10 @@ int launch_sequential(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& b
 // A long prompt on few streams goes chunkwise; everything else, and any call whose workspace
 // cannot be allocated, takes the sequential kernels.
 template <typename T>
-int launch(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cudaStream_t stream) {
+int launch(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   const bool chunked = sh.seq >= kChunkMinSeq && sh.dim / sh.heads <= kMaxChunkHd && sh.batch * sh.heads <= kChunkMaxBlocks &&
                        (sh.seq + kChunk - 1) / kChunk <= 65535;
-  int rc = chunked ? launch_chunked<T>(sh, attrs, buf, stream) : 1;
+  int rc = chunked ? launch_chunked<T>(sh, attrs, buf, workspace, workspace_bytes, stream) : 1;
   if (rc == 1) rc = launch_sequential<T>(sh, attrs, buf, stream);
   if (rc != AMSU_OK) return rc;
   const cudaError_t err = cudaGetLastError();
@@ -495,7 +504,8 @@ int launch(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cudaStr
 
 }  // namespace
 
-extern "C" int amsu_cuda_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, void* stream) {
+extern "C" int amsu_cuda_forward_ws(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, void* workspace,
+                                    size_t workspace_bytes, void* stream) {
   if (!shape || !buf) return AMSU_ERR_INVALID_ARGUMENT;
   if (shape->batch < 0 || shape->seq < 0 || shape->dim < 1 || shape->heads < 1 || shape->dim % shape->heads) return AMSU_ERR_INVALID_ARGUMENT;
   if (dtype != AMSU_FLOAT32 && dtype != AMSU_FLOAT16) return AMSU_ERR_INVALID_ARGUMENT;
@@ -509,7 +519,19 @@ extern "C" int amsu_cuda_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDT
   }
   if (shape->batch * shape->heads > 0x7fffffff) return AMSU_ERR_UNSUPPORTED;
   const cudaStream_t s = static_cast<cudaStream_t>(stream);
-  return dtype == AMSU_FLOAT32 ? launch<float>(*shape, attrs, *buf, s) : launch<__half>(*shape, attrs, *buf, s);
+  return dtype == AMSU_FLOAT32 ? launch<float>(*shape, attrs, *buf, workspace, workspace_bytes, s)
+                               : launch<__half>(*shape, attrs, *buf, workspace, workspace_bytes, s);
+}
+
+extern "C" int amsu_cuda_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, void* stream) {
+  return amsu_cuda_forward_ws(shape, attrs, dtype, buf, nullptr, 0, stream);
+}
+
+extern "C" size_t amsu_cuda_workspace_bytes(const AmsuShape* shape) {
+  if (!shape || shape->batch < 1 || shape->seq < kChunkMinSeq || shape->dim < 1 || shape->heads < 1 || shape->dim % shape->heads ||
+      shape->dim / shape->heads > kMaxChunkHd)
+    return 0;
+  return chunked_workspace_floats(*shape) * sizeof(float);
 }
 
 extern "C" const char* amsu_cuda_last_error(void) { return g_last_error.c_str(); }

@@ -16,6 +16,7 @@
 #ifndef ASTROEDGE_AMSU_KERNELS_H_
 #define ASTROEDGE_AMSU_KERNELS_H_
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -68,6 +69,18 @@ int amsu_cpu_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, c
  * Asynchronous: returns after launching. Only available in builds with CUDA. */
 int amsu_cuda_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf,
                       void* stream);
+
+/* Scratch device memory amsu_cuda_forward_ws may use for `shape` (0 when it needs none: decode, short
+ * prompts, heads wider than 64). Non-decreasing in batch and seq, so the size for a profile's
+ * largest shape covers every smaller shape (TensorRT's getWorkspaceSize). */
+size_t amsu_cuda_workspace_bytes(const AmsuShape* shape);
+
+/* amsu_cuda_forward with caller-owned scratch: `workspace` is device memory of `workspace_bytes`
+ * (>= amsu_cuda_workspace_bytes(shape), 256-byte aligned) that the call may overwrite. With
+ * workspace == NULL or too small, the call takes stream-ordered scratch itself (cudaMallocAsync),
+ * as amsu_cuda_forward always does. */
+int amsu_cuda_forward_ws(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf,
+                         void* workspace, size_t workspace_bytes, void* stream);
 const char* amsu_cuda_last_error(void);
 
 const char* amsu_error_string(int code);

@@ -182,9 +182,15 @@ bool AmsuPlugin::supportsFormatCombination(int32_t pos, DynamicPluginTensorDesc 
 
 int32_t AmsuPlugin::getNbOutputs() const noexcept { return kNbOutputs; }
 
-size_t AmsuPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* /*inputs*/, int32_t /*nbInputs*/, DynamicPluginTensorDesc const* /*outputs*/,
+// Scratch of the CUDA kernel's chunkwise prefill, sized for the profile's largest x: enough for every
+// shape the profile admits (amsu_cuda_workspace_bytes is non-decreasing in batch and seq).
+size_t AmsuPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32_t nbInputs, DynamicPluginTensorDesc const* /*outputs*/,
                                     int32_t /*nbOutputs*/) const noexcept {
-  return 0;
+  if (nbInputs != kNbInputs) return 0;
+  Dims const& x = inputs[AMSU_INPUT_X].max;
+  if (x.nbDims != 3) return 0;
+  AmsuShape const largest{x.d[0], x.d[1], x.d[2], params_.num_heads};
+  return amsu_cuda_workspace_bytes(&largest);
 }
 
 char const* AmsuPlugin::getTimingCacheID() noexcept { return description_.c_str(); }
@@ -208,7 +214,7 @@ int32_t AmsuPlugin::onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, 
 }
 
 int32_t AmsuPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/, void const* const* inputs,
-                            void* const* outputs, void* /*workspace*/, cudaStream_t stream) noexcept {
+                            void* const* outputs, void* workspace, cudaStream_t stream) noexcept {
   Dims const& x = inputDesc[AMSU_INPUT_X].dims;
   AmsuShape const shape{x.d[0], x.d[1], x.d[2], params_.num_heads};
   AmsuAttrs const attrs{params_.threshold, params_.eps};
@@ -227,10 +233,12 @@ int32_t AmsuPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc 
       static_cast<float*>(outputs[AMSU_OUTPUT_H_OUT]),
       static_cast<float*>(outputs[AMSU_OUTPUT_U_OUT]),
   };
-  int const rc = amsu_cuda_forward(&shape, attrs, kernel_dtype(inputDesc[AMSU_INPUT_X].type), &buffers, stream);
+  // TensorRT allocated getWorkspaceSize's bytes for the largest shape; this shape needs at most that.
+  int const rc = amsu_cuda_forward_ws(&shape, attrs, kernel_dtype(inputDesc[AMSU_INPUT_X].type), &buffers, workspace,
+                                      amsu_cuda_workspace_bytes(&shape), stream);
   if (rc != AMSU_OK) {
     try {
-      std::string message = prefix() + "amsu_cuda_forward failed: " + amsu_error_string(rc);
+      std::string message = prefix() + "amsu_cuda_forward_ws failed: " + amsu_error_string(rc);
       if (rc == AMSU_ERR_CUDA) message += std::string(" (") + amsu_cuda_last_error() + ")";
       log(ILogger::Severity::kERROR, message);
     } catch (std::exception const&) {
