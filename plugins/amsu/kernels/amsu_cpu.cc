@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "amsu_kernels.h"
+#include "amsu_validate.h"
 
 namespace {
 
@@ -296,12 +297,8 @@ bool run_tasks(const Problem& p, int num_threads) {
 }  // namespace
 
 extern "C" int amsu_cpu_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, int num_threads) {
-  if (!shape || !buf) return AMSU_ERR_INVALID_ARGUMENT;
-  if (shape->batch < 0 || shape->seq < 0 || shape->dim < 1 || shape->heads < 1 || shape->dim % shape->heads) return AMSU_ERR_INVALID_ARGUMENT;
-  if (dtype != AMSU_FLOAT32 && dtype != AMSU_FLOAT16) return AMSU_ERR_INVALID_ARGUMENT;
-  if (shape->batch == 0) return AMSU_OK;
-  if (!buf->w_o || !buf->gamma || !buf->beta || !buf->h_in || !buf->u_in || !buf->h_out || !buf->u_out) return AMSU_ERR_INVALID_ARGUMENT;
-  if (shape->seq > 0 && (!buf->x || !buf->q || !buf->k || !buf->v || !buf->s)) return AMSU_ERR_INVALID_ARGUMENT;
+  const int valid = amsu_validate_call(shape, dtype, buf);
+  if (valid != AMSU_OK) return valid == 1 ? AMSU_OK : valid;
   const Problem p{shape->batch, shape->seq, shape->dim, shape->heads, shape->dim / shape->heads, attrs, *buf};
   const bool ok = dtype == AMSU_FLOAT32 ? run_tasks<float>(p, num_threads) : run_tasks<uint16_t>(p, num_threads);
   return ok ? AMSU_OK : AMSU_ERR_UNSUPPORTED;

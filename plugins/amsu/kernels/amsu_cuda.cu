@@ -18,6 +18,7 @@
 #include <string>
 
 #include "amsu_kernels.h"
+#include "amsu_validate.h"
 
 namespace {
 
@@ -506,12 +507,8 @@ int launch(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, void* w
 
 extern "C" int amsu_cuda_forward_ws(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, void* workspace,
                                     size_t workspace_bytes, void* stream) {
-  if (!shape || !buf) return AMSU_ERR_INVALID_ARGUMENT;
-  if (shape->batch < 0 || shape->seq < 0 || shape->dim < 1 || shape->heads < 1 || shape->dim % shape->heads) return AMSU_ERR_INVALID_ARGUMENT;
-  if (dtype != AMSU_FLOAT32 && dtype != AMSU_FLOAT16) return AMSU_ERR_INVALID_ARGUMENT;
-  if (shape->batch == 0) return AMSU_OK;
-  if (!buf->w_o || !buf->gamma || !buf->beta || !buf->h_in || !buf->u_in || !buf->h_out || !buf->u_out) return AMSU_ERR_INVALID_ARGUMENT;
-  if (shape->seq > 0 && (!buf->x || !buf->q || !buf->k || !buf->v || !buf->s)) return AMSU_ERR_INVALID_ARGUMENT;
+  const int valid = amsu_validate_call(shape, dtype, buf);
+  if (valid != AMSU_OK) return valid == 1 ? AMSU_OK : valid;
   if (shape->dim / shape->heads > kThreads) {
     g_last_error = "amsu_cuda_forward: head width " + std::to_string(shape->dim / shape->heads) + " exceeds the kernel's limit of " +
                    std::to_string(kThreads);
