@@ -82,11 +82,11 @@ def bench(repeat: int) -> list[dict[str, object]]:
         state_diff = max(float(np.abs(h_lib - h_fb).max() / np.abs(h_fb).max()), float(np.abs(u_lib - u_fb).max() / np.abs(u_fb).max()))
         if state_diff > 1e-4:
             raise RuntimeError(f"{phase}: library and fallback disagree on the state (max rel diff {state_diff:.2e})")
-        times = {
-            "pytorch": time_us(torch_runner(case, feeds), repeat),
-            "ort_fallback": time_us(fallback, repeat),
-            "ort_library": time_us(lib, repeat),
-        }
+        # onnxruntime first: torch's OpenMP workers keep spinning for a while after each torch call
+        # and would steal the cores the library's threads run on (seen here as a 2x spread).
+        times = {"ort_fallback": time_us(fallback, repeat), "ort_library": time_us(lib, repeat)}
+        times["pytorch"] = time_us(torch_runner(case, feeds), repeat)
+        time.sleep(0.5)  # let those workers go idle before the next case's onnxruntime rows
         rows.append(
             {
                 "phase": phase,
