@@ -53,6 +53,7 @@ demo: setup
 	$(BUILD)/runtime/ae_generate $(BUILD)/shakespeare.aepkg "JULIET:" 200 --library $(BUILD)/plugins/libastroedge_ort.so
 
 # Retrains the bundled sample (the exact command in samples/shakespeare/MODEL_CARD.md).
+# DEVICE=cuda make sample on a GPU machine (7 minutes on an H100); on a 2-core CPU it takes many hours.
 sample: $(STAMP)
 	$(VENV)/bin/astroedge train samples/shakespeare/input.txt -o samples/shakespeare/model.pt --config sample \
 	  --steps 2268 --seed 1 --lr 3e-3 --batch-size 32 --seq-len 512 --device $(or $(DEVICE),cpu)
