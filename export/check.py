@@ -30,9 +30,8 @@ from astroedge.contract import amsu_contract
 from astroedge.errors import UserError
 
 if TYPE_CHECKING:  # torch stays a lazy import: the module loads without it
-    from astroedge.runtime.package import Package
-
     from astroedge.model import AMSNet
+    from astroedge.runtime.package import Package
 
 RECORD_FORM = "_check_record"
 PREFILL_CHUNKS = (5, 1, 8, 3, 16)  # prefill call sizes, cycled: odd sizes and a seq=1 call in between
@@ -265,10 +264,9 @@ def check_package(
     checkpoint: str | Path, package: str | Path, tokens: int = 32, tolerances: Tolerances | None = None, seed: int = 0
 ) -> dict[str, Any]:
     """Compare `package` with `checkpoint`; the report's "passed" is False when a tolerance is exceeded."""
+    from astroedge import checkpoint as ckpt
     from astroedge.runtime.ort_session import create_session, library_path
     from astroedge.runtime.package import load_package
-
-    from astroedge import checkpoint as ckpt
 
     if tokens < 1:
         raise UserError(f"--tokens {tokens}: must be at least 1")

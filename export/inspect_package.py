@@ -11,9 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from astroedge.runtime.package import load_package
-
 from astroedge.contract import amsu_contract
+from astroedge.runtime.package import load_package
 
 
 def _graph_summary(onnx_path: Path) -> dict[str, Any]:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import onnx
 import torch
-from astroedge.export.fallback import amsu_function
 from torch import Tensor, nn
 
 from astroedge.contract import amsu_contract
 from astroedge.errors import UserError
+from astroedge.export.fallback import amsu_function
 from astroedge.model import AMSU_FORMS, AMSNet, AMSUOut, AMSUParams, StreamState, amsu_step_form
 
 OPSET = 18

@@ -12,12 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from astroedge.runtime.package import sha256_file
-
 from astroedge import __version__
 from astroedge.config import ModelConfig
 from astroedge.contract import amsu_contract
 from astroedge.fileio import atomic_dir
+from astroedge.runtime.package import sha256_file
 from astroedge.tokenizer import spec_to_json_file
 
 FORMAT = "astroedge-package"
@@ -71,9 +70,8 @@ def export_package(checkpoint: str | Path, output: str | Path, force: bool = Fal
 
     Refuses an existing `output` unless `force`; bad input raises UserError before anything is written.
     """
-    from astroedge.export.onnx_export import build_onnx, save_onnx
-
     from astroedge import checkpoint as ckpt
+    from astroedge.export.onnx_export import build_onnx, save_onnx
 
     output = Path(output)
     ck = ckpt.load(checkpoint)

@@ -28,9 +28,8 @@ def report(tiny_package: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 
 def test_every_row_and_field(report: dict[str, Any]) -> None:
-    from astroedge.runtime.ort_session import library_path
-
     from astroedge.bench.model import ROW_FIELDS
+    from astroedge.runtime.ort_session import library_path
 
     for key in ("command", "machine", "package", "model", "device", "contexts", "rows", "summary", "transformer"):
         assert key in report
@@ -52,9 +51,8 @@ def test_every_row_and_field(report: dict[str, Any]) -> None:
 
 
 def test_state_constant_and_kv_cache_growing(report: dict[str, Any], tiny_package: Path) -> None:
-    from astroedge.runtime import load_package
-
     from astroedge.bench.kv_cache import kv_bytes
+    from astroedge.runtime import load_package
 
     pkg = load_package(tiny_package)
     for row in report["rows"]:

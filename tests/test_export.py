@@ -16,20 +16,20 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from astroedge.export import onnx_export
-from astroedge.export.check import check_package
-from astroedge.export.fallback import amsu_function
-from astroedge.export.inspect_package import inspect_package
-from astroedge.export.package import export_package
-from astroedge.runtime.ort_session import create_session
-from astroedge.runtime.package import load_package
 from onnx import TensorProto, helper
 
 from astroedge import checkpoint
 from astroedge.config import ModelConfig, preset
 from astroedge.contract import amsu_contract
 from astroedge.errors import UserError
+from astroedge.export import onnx_export
+from astroedge.export.check import check_package
+from astroedge.export.fallback import amsu_function
+from astroedge.export.inspect_package import inspect_package
+from astroedge.export.package import export_package
 from astroedge.model import AMSNet, AMSUParams, StreamState, amsu_step_form
+from astroedge.runtime.ort_session import create_session
+from astroedge.runtime.package import load_package
 from astroedge.tokenizer import ByteTokenizer
 
 BIG_POSITIONS = (10**7, 4 * 10**9, 2**32 - 1)

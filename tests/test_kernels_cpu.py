@@ -15,9 +15,9 @@ import textwrap
 
 import numpy as np
 import pytest
-from astroedge.runtime.ort_session import create_session, library_path
 
 from astroedge.bench.amsu_case import AmsuCase, random_inputs, reference, single_node_model
+from astroedge.runtime.ort_session import create_session, library_path
 
 LIBRARY = library_path("cpu")
 pytestmark = pytest.mark.skipif(LIBRARY is None, reason="libastroedge_ort.so not built (run `make plugins`)")

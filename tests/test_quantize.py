@@ -98,10 +98,10 @@ def test_library_and_fallback_agree_and_state_is_fp32(
 def test_close_to_reference(quantised: dict[str, tuple[Path, dict]], tiny_checkpoint: Path, name: str) -> None:
     """`astroedge check`-style: decode from a non-zero state at a large position against the PyTorch step form."""
     import torch
-    from astroedge.runtime import Engine
 
     from astroedge import checkpoint
     from astroedge.model import StreamState
+    from astroedge.runtime import Engine
 
     path, _ = quantised[name]
     tol_logits, tol_state, _, greedy = LOOSE[name]

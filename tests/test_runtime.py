@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from astroedge.errors import UserError
 from astroedge.runtime import Engine, load_package
 from astroedge.runtime.ort_session import LIBRARY_ENV, library_path
 from astroedge.runtime.stats import parse_tegrastats, proc_status_kib
-
-from astroedge.errors import UserError
 
 PROMPT = "ROMEO: But soft, what light"
 

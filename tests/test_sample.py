@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from astroedge.runtime.ort_session import library_path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -244,9 +244,8 @@ def _amsu_onnx(dtype: type[np.floating], case: dict[str, np.ndarray]) -> bytes:
 @pytest.fixture(scope="module")
 def trt_env() -> tuple[object, object]:
     trt = pytest.importorskip("tensorrt", reason="TensorRT's Python module is not installed")
-    from astroedge.runtime.tensorrt_backend import plugin_library
-
     from astroedge.errors import UserError
+    from astroedge.runtime.tensorrt_backend import plugin_library
 
     try:
         library = plugin_library()

@@ -12,10 +12,10 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
-from astroedge.runtime.ort_session import create_session
-from astroedge.runtime.package import Package
 
 from astroedge.errors import UserError
+from astroedge.runtime.ort_session import create_session
+from astroedge.runtime.package import Package
 
 DEVICES = ("cpu", "cuda", "tensorrt", "jetson")
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from astroedge.errors import UserError
 from astroedge.runtime import state_file
 from astroedge.runtime.backends import Backend, open_backend
 from astroedge.runtime.package import Package, load_package
-
-from astroedge.errors import UserError
 from astroedge.sampling import Sampler, SamplingConfig
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astroedge.runtime.package import Package
 
 from astroedge.errors import UserError
 from astroedge.fileio import atomic_file
+from astroedge.runtime.package import Package
 
 FORMAT = "astroedge-state"
 FORMAT_VERSION = 1

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astroedge.runtime.backends import Backend
-from astroedge.runtime.cuda_memory import D2D, CudaRuntime, DeviceBuffer
-from astroedge.runtime.package import Package
 
 from astroedge.errors import UserError
 from astroedge.fileio import atomic_file
+from astroedge.runtime.backends import Backend
+from astroedge.runtime.cuda_memory import D2D, CudaRuntime, DeviceBuffer
+from astroedge.runtime.package import Package
 
 TRT_LIBRARY_ENV = "ASTROEDGE_TRT_LIBRARY"
 TRT_LIB_NAME = "libastroedge_trt.so"

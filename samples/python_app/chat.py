@@ -16,9 +16,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from astroedge.runtime import Engine
-
 from astroedge.errors import UserError
+from astroedge.runtime import Engine
 
 
 def prompts(args: list[str]) -> Iterator[str]:
