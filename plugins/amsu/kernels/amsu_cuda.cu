@@ -36,6 +36,60 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// The per-channel side of both sequential kernels: thread tid < HD owns membrane channel c0 + tid.
+// Per token it stages q, k, v into shared memory while prefetching the next token's inputs
+// (stage), and once the head's read-out o is complete turns it into a spike (fire).
+template <typename T>
+struct ChannelLane {
+  const T *x, *q, *k, *v;
+  T* s;
+  int64_t S, D;
+  size_t row;  // element of this channel in the current token's row of x, q, k, v, s
+  bool owner;
+  float u = 0.0f, bt = 0.0f, wo = 0.0f;
+  float xt = 0.0f, xn = 0.0f, qn = 0.0f, kn = 0.0f, vn = 0.0f;  // current x; prefetched next token
+
+  __device__ ChannelLane(int64_t S_, int64_t D_, int64_t b, int64_t c0, int tid, int HD, const T* x_, const T* q_, const T* k_,
+                         const T* v_, T* s_, const float* w_o, const float* beta, const float* u_in)
+      : x(x_), q(q_), k(k_), v(v_), s(s_), S(S_), D(D_), row(static_cast<size_t>(b * S_) * D_ + c0 + tid), owner(tid < HD) {
+    if (!owner) return;
+    u = u_in[b * D + c0 + tid];
+    bt = beta[c0 + tid];
+    wo = w_o[c0 + tid];
+    if (S > 0) fetch(row);
+  }
+
+  __device__ void fetch(size_t at) {
+    xn = load(x, at);
+    qn = load(q, at);
+    kn = load(k, at);
+    vn = load(v, at);
+  }
+
+  // Token t: q, k, v into shared memory (visible after the caller's __syncthreads), next token fetched.
+  __device__ void stage(int64_t t, int tid, float* qs, float* ks, float* vs) {
+    xt = xn;
+    if (!owner) return;
+    qs[tid] = qn;
+    ks[tid] = kn;
+    vs[tid] = vn;
+    if (t + 1 < S) fetch(row + D);
+  }
+
+  // After the head's read-out os[0..HD) is complete: RMSNorm, membrane step, spike; then the next row.
+  __device__ void fire(const float* os, int HD, int tid, int lane, float threshold, float eps) {
+    float ss = 0.0f;
+    for (int j = lane; j < HD; j += 32) ss += os[j] * os[j];
+    ss = warp_sum(ss);
+    if (owner) {
+      const float inv = 1.0f / sqrtf(ss / static_cast<float>(HD) + eps);
+      u = bt * u + (1.0f - bt) * (1.0f / (1.0f + expf(-xt)));
+      store_spike(s + row, u + os[tid] * inv * wo - threshold > 0.0f);
+    }
+    row += D;
+  }
+};
+
 constexpr int kTpr = 4;                     // threads per row of H in the register kernel
 constexpr int kRowsPerPass = kThreads / kTpr;  // 64 rows of H per pass over the block
 constexpr int kMaxRegHd = 128;                // widest head the register kernel takes (2 passes x 32 columns)
@@ -55,7 +109,6 @@ __global__ void __launch_bounds__(kThreads) amsu_forward_regs(int64_t S, int64_t
   const int tid = threadIdx.x, lane = tid & 31, row0 = tid / kTpr, seg = tid % kTpr;
   const size_t h_off = static_cast<size_t>(blockIdx.x) * HD * HD;
   const int64_t c0 = static_cast<int64_t>(n) * HD;
-  const bool owner = tid < HD;  // thread tid owns membrane channel c0 + tid
 
   float h[kRpt][kEpt];
 #pragma unroll
@@ -65,36 +118,10 @@ __global__ void __launch_bounds__(kThreads) amsu_forward_regs(int64_t S, int64_t
       const int i = row0 + r * kRowsPerPass, j = seg + l * kTpr;
       h[r][l] = (i < HD && j < HD) ? h_in[h_off + static_cast<size_t>(i) * HD + j] : 0.0f;
     }
-  float u = 0.0f, bt = 0.0f, wo = 0.0f;
-  if (owner) {
-    u = u_in[b * D + c0 + tid];
-    bt = beta[c0 + tid];
-    wo = w_o[c0 + tid];
-  }
+  ChannelLane<T> ch(S, D, b, c0, tid, HD, x, q, k, v, s, w_o, beta, u_in);
   const float g = gamma[n];
-  const float inv_hd = 1.0f / static_cast<float>(HD);
-
-  float xn = 0.0f, qn = 0.0f, kn = 0.0f, vn = 0.0f;  // prefetched inputs of the next token
-  size_t row = static_cast<size_t>(b * S) * D + c0 + tid;
-  if (owner && S > 0) {
-    xn = load(x, row);
-    qn = load(q, row);
-    kn = load(k, row);
-    vn = load(v, row);
-  }
-  for (int64_t t = 0; t < S; ++t, row += D) {
-    const float xt = xn;
-    if (owner) {
-      qs[tid] = qn;
-      ks[tid] = kn;
-      vs[tid] = vn;
-      if (t + 1 < S) {
-        xn = load(x, row + D);
-        qn = load(q, row + D);
-        kn = load(k, row + D);
-        vn = load(v, row + D);
-      }
-    }
+  for (int64_t t = 0; t < S; ++t) {
+    ch.stage(t, tid, qs, ks, vs);
     __syncthreads();  // token vectors visible
 #pragma unroll
     for (int r = 0; r < kRpt; ++r) {
@@ -114,14 +141,7 @@ __global__ void __launch_bounds__(kThreads) amsu_forward_regs(int64_t S, int64_t
       if (seg == 0 && i < HD) os[i] = acc;
     }
     __syncthreads();  // o complete; token vectors no longer read until the next iteration's writes
-    float ss = 0.0f;
-    for (int j = lane; j < HD; j += 32) ss += os[j] * os[j];
-    ss = warp_sum(ss);
-    if (owner) {
-      const float inv = 1.0f / sqrtf(ss * inv_hd + eps);
-      u = bt * u + (1.0f - bt) * (1.0f / (1.0f + expf(-xt)));
-      store_spike(s + row, u + os[tid] * inv * wo - threshold > 0.0f);
-    }
+    ch.fire(os, HD, tid, lane, threshold, eps);
   }
 #pragma unroll
   for (int r = 0; r < kRpt; ++r)
@@ -130,7 +150,7 @@ __global__ void __launch_bounds__(kThreads) amsu_forward_regs(int64_t S, int64_t
       const int i = row0 + r * kRowsPerPass, j = seg + l * kTpr;
       if (i < HD && j < HD) h_out[h_off + static_cast<size_t>(i) * HD + j] = h[r][l];
     }
-  if (owner) u_out[b * D + c0 + tid] = u;
+  if (ch.owner) u_out[b * D + c0 + tid] = ch.u;
 }
 
 template <typename T>
@@ -152,39 +172,12 @@ __global__ void __launch_bounds__(kThreads) amsu_forward_smem(int64_t S, int64_t
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nwarps = blockDim.x >> 5;
   const size_t h_off = static_cast<size_t>(blockIdx.x) * HD * HD;
   const int64_t c0 = static_cast<int64_t>(n) * HD;
-  const bool owner = tid < HD;  // thread tid owns membrane channel c0 + tid
 
   for (int e = tid; e < HD * HD; e += blockDim.x) H[e] = h_in[h_off + e];
-  float u = 0.0f, bt = 0.0f, wo = 0.0f;
-  if (owner) {
-    u = u_in[b * D + c0 + tid];
-    bt = beta[c0 + tid];
-    wo = w_o[c0 + tid];
-  }
+  ChannelLane<T> ch(S, D, b, c0, tid, HD, x, q, k, v, s, w_o, beta, u_in);
   const float g = gamma[n];
-  const float inv_hd = 1.0f / static_cast<float>(HD);
-
-  float xn = 0.0f, qn = 0.0f, kn = 0.0f, vn = 0.0f;  // prefetched inputs of the next token
-  size_t row = static_cast<size_t>(b * S) * D + c0 + tid;
-  if (owner && S > 0) {
-    xn = load(x, row);
-    qn = load(q, row);
-    kn = load(k, row);
-    vn = load(v, row);
-  }
-  for (int64_t t = 0; t < S; ++t, row += D) {
-    const float xt = xn;
-    if (owner) {
-      qs[tid] = qn;
-      ks[tid] = kn;
-      vs[tid] = vn;
-      if (t + 1 < S) {
-        xn = load(x, row + D);
-        qn = load(q, row + D);
-        kn = load(k, row + D);
-        vn = load(v, row + D);
-      }
-    }
+  for (int64_t t = 0; t < S; ++t) {
+    ch.stage(t, tid, qs, ks, vs);
     __syncthreads();  // token vectors (and, on t = 0, H) visible to all warps
     for (int i = warp; i < HD; i += nwarps) {
       const float vi = vs[i];
@@ -198,18 +191,11 @@ __global__ void __launch_bounds__(kThreads) amsu_forward_smem(int64_t S, int64_t
       if (lane == 0) os[i] = acc;
     }
     __syncthreads();  // o complete; token vectors no longer read until the next iteration's writes
-    float ss = 0.0f;
-    for (int j = lane; j < HD; j += 32) ss += os[j] * os[j];
-    ss = warp_sum(ss);
-    if (owner) {
-      const float inv = 1.0f / sqrtf(ss * inv_hd + eps);
-      u = bt * u + (1.0f - bt) * (1.0f / (1.0f + expf(-xt)));
-      store_spike(s + row, u + os[tid] * inv * wo - threshold > 0.0f);
-    }
+    ch.fire(os, HD, tid, lane, threshold, eps);
   }
   __syncthreads();
   for (int e = tid; e < HD * HD; e += blockDim.x) h_out[h_off + e] = H[e];
-  if (owner) u_out[b * D + c0 + tid] = u;
+  if (ch.owner) u_out[b * D + c0 + tid] = ch.u;
 }
 
 int fail(cudaError_t err, const char* what) {
