@@ -93,20 +93,32 @@ class HFTokenizer:
 
 
 class _HFStreamDecoder:
-    """Decodes the growing id list and emits the new suffix (the usual detokenizer trick)."""
+    """Constant work and memory per token: decode a small window of trailing ids, not the history.
+
+    The window is the ids since the last emission point plus the new ones (the scheme of HF's
+    DecodeStream and onnxruntime-genai's TokenizerStream). Decoding the window and subtracting the
+    decoded prefix keeps what decoders do at word starts (a Metaspace '▁' becomes a space except at
+    the very start), so the pieces concatenate to the full decode. A window ending in U+FFFD is an
+    incomplete UTF-8 character: nothing is emitted until a later token completes it.
+    """
 
     def __init__(self, tok: HFTokenizer) -> None:
         self._tok = tok
-        self._ids: list[int] = []
-        self._emitted = ""
+        self._ids: list[int] = []  # the window: ids since the last emission point
+        self._prefix = ""  # decode of self._ids[:self._prefix_len]
+        self._prefix_len = 0
 
     def push(self, token: int) -> str:
         self._ids.append(token)
         text = self._tok.decode(self._ids)
-        if text.endswith("\ufffd"):
+        # A decoder that rewrites earlier text (never seen with byte-level or Metaspace) widens the window until it agrees again.
+        if len(text) <= len(self._prefix) or text.endswith("\ufffd") or not text.startswith(self._prefix):
             return ""
-        new = text[len(self._emitted) :]
-        self._emitted = text
+        new = text[len(self._prefix) :]
+        # The next window starts where this one's emitted prefix did: the last emitted ids give the next decode its context.
+        self._ids = self._ids[self._prefix_len :]
+        self._prefix_len = len(self._ids)
+        self._prefix = self._tok.decode(self._ids)
         return new
 
 
