@@ -7,6 +7,7 @@ A UserError becomes one line on stderr and exit code 2: no traceback, nothing ha
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -91,11 +92,57 @@ from astroedge.bench.commands import register as register_bench  # noqa: E402  (
 register_bench(app)
 
 
-def main() -> None:
+# Host-side commands and the modules of the `host` extra each one imports. A device-only install
+# (astroedge[cpu] or [gpu]: no torch, no onnx) refuses them up front in one line instead of dying on a
+# ModuleNotFoundError traceback half-way through; `run` and `inspect` stay device-side.
+HOST_EXTRA = "pip install 'astroedge[host]'"
+HOST_COMMANDS: dict[str, tuple[str, ...]] = {
+    "train": ("torch",),
+    "generate": ("torch",),
+    "eval": ("torch",),
+    "export": ("torch", "onnx", "onnxscript"),
+    "check": ("torch", "onnx"),
+    "quantize": ("onnx",),
+    "bench": ("torch", "onnx"),
+}
+_HOST_MODULES = frozenset({"torch", "onnx", "onnxscript", "tokenizers", "matplotlib"})
+
+
+def _installed(module: str) -> bool:
     try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules (import blocked)
+        return False
+
+
+def require_host(command: str) -> None:
+    """Refuse a host-side command when the `host` extra is missing, naming the extra to install."""
+    missing = [m for m in HOST_COMMANDS.get(command, ()) if not _installed(m)]
+    if missing:
+        raise UserError(f"astroedge {command} is a host-side command and needs {', '.join(missing)}: {HOST_EXTRA}")
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The sub-command of a command line (the first word that is not an option); None for --help."""
+    if "--help" in args:
+        return None
+    return next((a for a in args if not a.startswith("-")), None)
+
+
+def main() -> None:
+    command = _command_name(sys.argv[1:])
+    try:
+        if command is not None:
+            require_host(command)
         app()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        # Backstop for an optional host module imported deeper than the table above says.
+        if (exc.name or "").split(".")[0] not in _HOST_MODULES:
+            raise
+        print(f"error: astroedge {command} needs {exc.name}, which this install lacks: {HOST_EXTRA}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -16,9 +16,13 @@ import numpy as np
 
 from astroedge.corpus import load_tokens, split_held_out
 from astroedge.errors import UserError
+from astroedge.native import checkout_root
 from astroedge.tokenizer import Tokenizer
 
-SAMPLE_TEXT = Path(__file__).resolve().parents[2] / "samples" / "shakespeare" / "input.txt"
+# The default held-out text is the bundled sample's, which exists only in a source checkout: an
+# installed wheel never looks for it inside site-packages, it asks for --eval-text instead.
+_CHECKOUT = checkout_root()
+SAMPLE_TEXT = _CHECKOUT / "samples" / "shakespeare" / "input.txt" if _CHECKOUT is not None else None
 MIN_EVAL_TOKENS = 256
 
 
@@ -36,8 +40,11 @@ def eval_tokens(tokenizer: Tokenizer, eval_text: Path | None, max_tokens: int) -
     if max_tokens < MIN_EVAL_TOKENS:
         raise UserError(f"--eval-tokens {max_tokens}: must be at least {MIN_EVAL_TOKENS}")
     if eval_text is None:
-        if not SAMPLE_TEXT.is_file():
-            raise UserError(f"{SAMPLE_TEXT}: the default evaluation text is missing; pass --eval-text with a held-out UTF-8 text")
+        if SAMPLE_TEXT is None or not SAMPLE_TEXT.is_file():
+            raise UserError(
+                "--eval-text is required: the default held-out text (the bundled sample's last 10%) comes only with "
+                "a source checkout; pass a UTF-8 text the model was not trained on"
+            )
         _, ids = split_held_out(load_tokens(SAMPLE_TEXT, tokenizer, min_tokens=10 * MIN_EVAL_TOKENS))
         source = f"{SAMPLE_TEXT} (last 10%, held out from training)"
     else:

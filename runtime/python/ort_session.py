@@ -8,16 +8,14 @@ Torch-free: this is device-side code.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from astroedge.errors import UserError
+from astroedge.native import ORT_LIBRARY_ENV, ORT_LIBRARY_NAMES, get_library_path
 
-LIBRARY_ENV = "ASTROEDGE_ORT_LIBRARY"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-_SEARCH_DIRS = (_REPO_ROOT / "build" / "plugins", Path(__file__).resolve().parent / "lib")
-_LIB_NAMES = {"cpu": "libastroedge_ort.so", "cuda": "libastroedge_ort_cuda.so"}
+LIBRARY_ENV = ORT_LIBRARY_ENV
+_LIB_NAMES = ORT_LIBRARY_NAMES
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -29,20 +27,9 @@ def library_path(device: str = "cpu") -> Path | None:
     """Path of the AMSU custom-op library for `device` ('cpu' or 'cuda'), or None if not built.
 
     $ASTROEDGE_ORT_LIBRARY overrides the search; set it to an empty string to force the fallback.
+    The search itself (override, bundled in the wheel, source checkout) is astroedge.native's.
     """
-    env = os.environ.get(LIBRARY_ENV)
-    if env is not None:
-        if env == "":
-            return None
-        p = Path(env)
-        if not p.is_file():
-            raise UserError(f"{LIBRARY_ENV}={env}: no such file; unset it or point it at libastroedge_ort.so")
-        return p
-    for d in _SEARCH_DIRS:
-        p = d / _LIB_NAMES[device]
-        if p.is_file():
-            return p
-    return None
+    return get_library_path(device)
 
 
 @dataclass
