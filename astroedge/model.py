@@ -1,7 +1,9 @@
 """AM-SNet, the astrocyte-modulated spiking language model, in PyTorch: the reference.
 
-Read top to bottom: spike function, RoPE, the AMSU recurrence in its three forms (step, parallel,
-chunkwise), the AMSU block, the spiking FFN, and the model. Equations: docs/model.md and the op
+Read top to bottom, as nanoGPT's model file: spike function, RoPE, the AMSU recurrence in its three
+forms (step, parallel, chunkwise), then the layers, each with its own forward (RMSNorm, AMSU block,
+spiking FFN, pre-norm Layer) and the model. The AMSU form is an argument of forward, passed down to
+every layer: nothing here is patched from outside. Equations: docs/model.md and the op
 contract astroedge/contract/amsu.json. Everything downstream (ONNX fallback, CPU/CUDA kernels,
 TensorRT plugin, runtime) is tested against the functions in this file.
 
@@ -13,9 +15,10 @@ float32 whatever the weights are; plus one absolute position per stream for RoPE
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -195,15 +198,31 @@ def amsu_chunkwise_form(
 
 
 AMSUForm = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, AMSUParams], AMSUOut]
-AMSU_FORMS: dict[str, AMSUForm] = {
-    "step": amsu_step_form,
-    "parallel": amsu_parallel_form,
-    "chunkwise": amsu_chunkwise_form,
-}
+FORMS: Mapping[str, AMSUForm] = MappingProxyType(
+    {"step": amsu_step_form, "parallel": amsu_parallel_form, "chunkwise": amsu_chunkwise_form}
+)  # read-only: a caller with another form (the exporter's node) passes the function itself
+
+
+def resolve_form(form: str | AMSUForm) -> AMSUForm:
+    """A form by name ("step", "parallel", "chunkwise") or the function itself."""
+    if callable(form):
+        return form
+    if form not in FORMS:
+        raise ValueError(f"unknown AMSU form {form!r}; choose one of {', '.join(FORMS)} or pass a form function")
+    return FORMS[form]
+
+
+class SpikeRecorder(Protocol):
+    """Called by each layer with its spikes and their drives (spike = drive > 0), AMSU then FFN.
+
+    How `astroedge check` and the tests observe every spike without patching the model.
+    """
+
+    def __call__(self, layer: int, kind: str, spikes: Tensor, drive: Tensor) -> None: ...
 
 
 # ----------------------------------------------------------------------------------------------
-# Layers.
+# Layers, each with its own forward.
 
 
 class RMSNorm(nn.Module):
@@ -244,6 +263,11 @@ class AMSUBlock(nn.Module):
         k = apply_rope(k.reshape(b, t, nh, hd), cos, sin).reshape(b, t, d) * (1.0 / math.sqrt(hd))
         return x, q, k, v
 
+    def forward(self, z: Tensor, cos: Tensor, sin: Tensor, h: Tensor, u: Tensor, form: AMSUForm) -> tuple[Tensor, AMSUOut]:
+        """z [B, T, D] normalised input, state (h, u) -> W_O s [B, T, D] and the recurrence's output."""
+        out = form(*self.project(z, cos, sin), h, u, self.params())
+        return self.out_proj(out.s), out
+
 
 class SpikingFFN(nn.Module):
     """y = W_2 spike(W_1 z - theta_f): channel mixing through binary events."""
@@ -254,18 +278,39 @@ class SpikingFFN(nn.Module):
         self.up = nn.Linear(cfg.d_model, cfg.ffn_hidden, bias=False)
         self.down = nn.Linear(cfg.ffn_hidden, cfg.d_model, bias=False)
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        s = spike(self.up(z) - self.cfg.ffn_threshold, self.cfg.surrogate_width)
-        return self.down(s), s
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """z [B, T, D] -> y [B, T, D], spikes and their drive [B, T, ffn_hidden]."""
+        drive = self.up(z) - self.cfg.ffn_threshold
+        s = spike(drive, self.cfg.surrogate_width)
+        return self.down(s), s, drive
 
 
 class Layer(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    """Pre-norm residual: x + AMSU(norm1 x), then + FFN(norm2 x)."""
+
+    def __init__(self, cfg: ModelConfig, index: int) -> None:
         super().__init__()
+        self.index = index
         self.norm1 = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.amsu = AMSUBlock(cfg)
         self.norm2 = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.ffn = SpikingFFN(cfg)
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, h: Tensor, u: Tensor, form: AMSUForm, recorder: SpikeRecorder | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """-> new x, new state (h, u), and the (AMSU, FFN) firing rates [2] of this call.
+
+        The rates keep their (surrogate) gradient so that a training penalty on firing can use them.
+        """
+        y, amsu = self.amsu(self.norm1(x), cos, sin, h, u, form)
+        x = x + y
+        y, s_ffn, drive_ffn = self.ffn(self.norm2(x))
+        x = x + y
+        if recorder is not None:
+            recorder(self.index, "amsu", amsu.s, amsu.drive)
+            recorder(self.index, "ffn", s_ffn, drive_ffn)
+        return x, amsu.h, amsu.u, torch.stack([amsu.s.mean(), s_ffn.mean()])
 
 
 @dataclass
@@ -280,7 +325,7 @@ class StreamState:
 class ModelOutput(NamedTuple):
     logits: Tensor  # [B, T, V]
     state: StreamState
-    firing: Tensor  # [L, 2] mean spike rate of (AMSU, FFN) per layer in this call
+    firing: Tensor  # [L, 2] mean spike rate of (AMSU, FFN) per layer in this call; differentiable in training
 
 
 class AMSNet(nn.Module):
@@ -289,7 +334,7 @@ class AMSNet(nn.Module):
         cfg.validate()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.n_layers))
+        self.layers = nn.ModuleList(Layer(cfg, i) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.register_buffer("rope", rope_tables(cfg.head_dim, cfg.rope_base), persistent=False)
@@ -309,34 +354,35 @@ class AMSNet(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def init_state(self, batch: int, device: torch.device | str = "cpu") -> StreamState:
+    def init_state(self, batch: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> StreamState:
+        """Zero state; float32 always in deployment (dtype=float64 only for the float64 reference of `astroedge check`)."""
         c = self.cfg
         return StreamState(
             position=torch.zeros(batch, dtype=torch.int64, device=device),
-            h=[torch.zeros(batch, c.n_heads, c.head_dim, c.head_dim, device=device) for _ in range(c.n_layers)],
-            u=[torch.zeros(batch, c.d_model, device=device) for _ in range(c.n_layers)],
+            h=[torch.zeros(batch, c.n_heads, c.head_dim, c.head_dim, device=device, dtype=dtype) for _ in range(c.n_layers)],
+            u=[torch.zeros(batch, c.d_model, device=device, dtype=dtype) for _ in range(c.n_layers)],
         )
 
-    def forward(self, tokens: Tensor, state: StreamState | None = None, form: str = "chunkwise") -> ModelOutput:
-        """tokens int64 [B, T] continuing `state` (zero state if None) -> logits and the new state."""
+    def forward(
+        self, tokens: Tensor, state: StreamState | None = None, form: str | AMSUForm = "chunkwise", recorder: SpikeRecorder | None = None
+    ) -> ModelOutput:
+        """tokens int64 [B, T] continuing `state` (zero state if None) -> logits and the new state.
+
+        `form` is the AMSU form every layer runs: a name from FORMS or a form function (the exporter
+        passes its custom-node form). `recorder`, if given, sees every layer's spikes and drives.
+        """
         b, t = tokens.shape
         if state is None:
-            state = self.init_state(b, tokens.device)
-        amsu = AMSU_FORMS[form]
+            state = self.init_state(b, tokens.device, self.embed.weight.dtype)
+        amsu = resolve_form(form)
         positions = state.position.unsqueeze(1) + torch.arange(t, device=tokens.device)
         cos, sin = rope_cos_sin(positions, self.rope)
         x = self.embed(tokens)
         new_h, new_u, firing = [], [], []
         for i, layer in enumerate(self.layers):
-            assert isinstance(layer, Layer)
-            xs, q, k, v = layer.amsu.project(layer.norm1(x), cos, sin)
-            out = amsu(xs, q, k, v, state.h[i], state.u[i], layer.amsu.params())
-            x = x + layer.amsu.out_proj(out.s)
-            y, s_ffn = layer.ffn(layer.norm2(x))
-            x = x + y
-            new_h.append(out.h)
-            new_u.append(out.u)
-            firing.append(torch.stack([out.s.detach().mean(), s_ffn.detach().mean()]))
+            x, h, u, rates = layer(x, cos, sin, state.h[i], state.u[i], amsu, recorder)
+            new_h.append(h)
+            new_u.append(u)
+            firing.append(rates)
         logits = self.head(self.norm(x))
-        new_state = StreamState(state.position + t, new_h, new_u)
-        return ModelOutput(logits, new_state, torch.stack(firing))
+        return ModelOutput(logits, StreamState(state.position + t, new_h, new_u), torch.stack(firing))

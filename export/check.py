@@ -33,7 +33,6 @@ if TYPE_CHECKING:  # torch stays a lazy import: the module loads without it
     from astroedge.model import AMSNet
     from astroedge.runtime.package import Package
 
-RECORD_FORM = "_check_record"
 PREFILL_CHUNKS = (5, 1, 8, 3, 16)  # prefill call sizes, cycled: odd sizes and a seq=1 call in between
 RANDOM_POSITIONS = (10**7, 4 * 10**9)
 
@@ -76,23 +75,17 @@ def _torch_trace(model: AMSNet, tokens: np.ndarray, position: np.ndarray, state:
     """Run the reference `form` over all tokens in one call, recording the AMSU spikes of each layer."""
     import torch
 
-    from astroedge.model import AMSU_FORMS, StreamState
+    from astroedge.model import StreamState
 
     spikes: list[np.ndarray] = []
-    base = AMSU_FORMS[form]
 
-    def recording(*args: Any) -> Any:
-        out = base(*args)
-        spikes.append(out.s.numpy().copy())
-        return out
+    def record(layer: int, kind: str, s: Any, drive: Any) -> None:
+        if kind == "amsu":
+            spikes.append(s.numpy().copy())
 
-    AMSU_FORMS[RECORD_FORM] = recording
-    try:
-        st = StreamState(torch.from_numpy(position), [torch.from_numpy(a) for a in state[0::2]], [torch.from_numpy(a) for a in state[1::2]])
-        with torch.no_grad():
-            out = model(torch.from_numpy(tokens), st, form=RECORD_FORM)
-    finally:
-        del AMSU_FORMS[RECORD_FORM]
+    st = StreamState(torch.from_numpy(position), [torch.from_numpy(a) for a in state[0::2]], [torch.from_numpy(a) for a in state[1::2]])
+    with torch.no_grad():
+        out = model(torch.from_numpy(tokens), st, form=form, recorder=record)
     present = [t.numpy() for pair in zip(out.state.h, out.state.u, strict=True) for t in pair]
     return Trace(out.logits.numpy(), present, spikes)
 

@@ -1,8 +1,9 @@
 """AMSNet -> fp32 ONNX: one bare ``astroedge::AMSU`` node per layer plus the attached fallback function.
 
-The math stays in astroedge/model.py: this module only registers one more AMSU form, ``"onnx"``,
-which during ``torch.onnx.export`` emits the custom node (inputs, outputs and attributes from the op
-contract) and otherwise runs the step form. Everything around the recurrence (embedding, RoPE,
+The math stays in astroedge/model.py: this module only adds one more AMSU form, ``amsu_onnx_form``,
+which ExportWrapper hands to the model's forward as its ``form`` argument (nothing is patched). During
+``torch.onnx.export`` it emits the custom node (inputs, outputs and attributes from the op contract);
+otherwise it runs the step form. Everything around the recurrence (embedding, RoPE,
 projections, norms, FFN, head) is traced as ordinary ops, so quantisers can work on it.
 
 torch's dynamo exporter inlines every local function it is handed, so the node is emitted bare and
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 from astroedge.contract import amsu_contract
 from astroedge.errors import UserError
 from astroedge.export.fallback import amsu_function
-from astroedge.model import AMSU_FORMS, AMSNet, AMSUOut, AMSUParams, StreamState, amsu_step_form
+from astroedge.model import AMSNet, AMSUOut, AMSUParams, StreamState, amsu_step_form
 
 OPSET = 18
 EXTERNAL_DATA_BYTES = 100 * 1024 * 1024  # weights beyond this go to model.onnx.data (protobuf caps files at 2 GB)
@@ -64,9 +65,6 @@ def amsu_onnx_form(x: Tensor, q: Tensor, k: Tensor, v: Tensor, h: Tensor, u: Ten
     return AMSUOut(s, h_out, u_out, s)
 
 
-AMSU_FORMS.setdefault("onnx", amsu_onnx_form)
-
-
 def _div_mode(self: object, other: object, rounding_mode: str | None = None) -> object:
     """aten.div.Tensor_mode with exact integer floor division (the RoPE digits of int64 positions).
 
@@ -92,7 +90,7 @@ class ExportWrapper(nn.Module):
 
     def forward(self, tokens: Tensor, position: Tensor, *past: Tensor) -> tuple[Tensor, ...]:
         state = StreamState(position, list(past[0::2]), list(past[1::2]))
-        out = self.model(tokens, state, form="onnx")
+        out = self.model(tokens, state, form=amsu_onnx_form)
         present = [t for pair in zip(out.state.h, out.state.u, strict=True) for t in pair]
         return (out.logits, *present)
 

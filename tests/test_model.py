@@ -10,6 +10,7 @@ import torch
 from astroedge.config import ModelConfig, preset
 from astroedge.errors import UserError
 from astroedge.model import (
+    FORMS,
     AMSNet,
     AMSUParams,
     amsu_chunkwise_form,
@@ -115,6 +116,26 @@ def test_model_forms_agree_and_continue_state() -> None:
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
     assert int(s.position[0]) == 3_000_000_019
     assert prefill.firing.shape == (2, 2) and bool(((prefill.firing >= 0) & (prefill.firing <= 1)).all())
+
+
+def test_form_is_an_argument_and_the_recorder_sees_every_spike() -> None:
+    """The form is passed (by name or as the function); a recorder sees AMSU and FFN spikes with their drives."""
+    torch.manual_seed(0)
+    model = AMSNet(preset("tiny")).eval()
+    tokens = torch.randint(0, 256, (2, 9))
+    seen: list[tuple[int, str, torch.Tensor, torch.Tensor]] = []
+    with torch.no_grad():
+        by_name = model(tokens, form="step", recorder=lambda i, kind, s, drive: seen.append((i, kind, s, drive)))
+        by_function = model(tokens, form=FORMS["step"])
+    torch.testing.assert_close(by_name.logits, by_function.logits, rtol=0, atol=0)
+    cfg = model.cfg
+    assert [(i, kind) for i, kind, _, _ in seen] == [(0, "amsu"), (0, "ffn"), (1, "amsu"), (1, "ffn")]
+    for i, kind, s, drive in seen:
+        assert s.shape == (2, 9, cfg.d_model if kind == "amsu" else cfg.ffn_hidden)
+        assert torch.equal(s, (drive > 0).to(s.dtype))
+        assert float(by_name.firing[i, 0 if kind == "amsu" else 1]) == pytest.approx(float(s.mean()))
+    with pytest.raises(ValueError, match="unknown AMSU form 'onnx'"):
+        model(tokens, form="onnx")
 
 
 def test_parameter_count() -> None:
