@@ -7,23 +7,31 @@ STAMP := $(VENV)/.installed
 BUILD := build
 # torch is pinned to the CPU wheel: any other spec downloads GBs of CUDA packages.
 TORCH := torch==2.13.0
+# Set-up steps print one line each (scripts/step.sh); their full output goes to build/logs/*.log.
+STEP := scripts/step.sh
+# No "Entering/Leaving directory" lines from the sub-makes that CMake's Makefiles run.
+MAKEFLAGS += --no-print-directory
 
-.PHONY: setup test demo bench lint sample plugins runtime sanitize clean
+.PHONY: setup test demo bench lint sample plugins runtime ort-headers sanitize clean
 
 setup: $(STAMP) plugins runtime
 
 $(STAMP): pyproject.toml
-	$(PY_SYS) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[host,cpu,dev]'
-	touch $@
+	@$(STEP) "python venv $(VENV)" venv $(PY_SYS) -m venv $(VENV)
+	@$(STEP) "pip: upgrade pip" pip-upgrade $(PY) -m pip install --upgrade pip
+	@$(STEP) "pip: $(TORCH) (CPU)" pip-torch $(PY) -m pip install $(TORCH)
+	@$(STEP) "pip: astroedge[host,cpu,dev], editable" pip-astroedge $(PY) -m pip install -e '.[host,cpu,dev]'
+	@touch $@
 
 # AMSU kernels + ONNX Runtime custom-op library (plugins/amsu/README.md); CUDA parts only when nvcc exists.
-plugins: $(STAMP)
-	plugins/scripts/get_ort_headers.sh >/dev/null
-	$(VENV)/bin/cmake -S plugins -B $(BUILD)/plugins -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE=$(abspath $(PY)) >/dev/null
-	$(VENV)/bin/cmake --build $(BUILD)/plugins -j2
+plugins: $(STAMP) ort-headers
+	@$(STEP) "cmake: configure $(BUILD)/plugins" plugins-configure \
+	  $(VENV)/bin/cmake -S plugins -B $(BUILD)/plugins -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE=$(abspath $(PY))
+	@$(STEP) "build: AMSU kernels + onnxruntime library (-j2)" plugins-build $(VENV)/bin/cmake --build $(BUILD)/plugins -j2
+
+# ONNX Runtime C/C++ headers into .deps/onnxruntime (plugins/scripts/get_ort_headers.sh; never vendored).
+ort-headers: $(STAMP)
+	@CMAKE=$(VENV)/bin/cmake $(STEP) "onnxruntime headers (.deps/onnxruntime)" ort-headers plugins/scripts/get_ort_headers.sh
 
 # The CPU kernel against a naive step loop under ASan + UBSan (tests/kernels/amsu_cpu_test.cc).
 sanitize: plugins
@@ -32,10 +40,10 @@ sanitize: plugins
 
 # C runtime build/runtime/libastroedge.so and the C sample build/runtime/ae_generate (docs/c-api.md);
 # tests/test_c_api.py runs the sample.
-runtime: $(STAMP)
-	plugins/scripts/get_ort_headers.sh >/dev/null
-	$(VENV)/bin/cmake -S runtime -B $(BUILD)/runtime -DPython3_EXECUTABLE=$(abspath $(PY)) >/dev/null
-	$(VENV)/bin/cmake --build $(BUILD)/runtime -j2
+runtime: $(STAMP) ort-headers
+	@$(STEP) "cmake: configure $(BUILD)/runtime" runtime-configure \
+	  $(VENV)/bin/cmake -S runtime -B $(BUILD)/runtime -DPython3_EXECUTABLE=$(abspath $(PY))
+	@$(STEP) "build: libastroedge + C sample (-j2)" runtime-build $(VENV)/bin/cmake --build $(BUILD)/runtime -j2
 
 test: setup
 	$(PY) -m ruff check .
@@ -45,12 +53,19 @@ test: setup
 # The main job: export the bundled sample to a package, verify it, and stream text from it with the
 # torch-free runtime (Python CLI, then the C sample app on the same package).
 demo: setup
-	mkdir -p $(BUILD)
+	@echo "set-up done (logs in $(BUILD)/logs/); the demo:"
+	@echo
 	$(VENV)/bin/astroedge export samples/shakespeare/model.pt -o $(BUILD)/shakespeare.aepkg --force
 	$(VENV)/bin/astroedge inspect $(BUILD)/shakespeare.aepkg
 	$(VENV)/bin/astroedge check samples/shakespeare/model.pt $(BUILD)/shakespeare.aepkg
 	$(VENV)/bin/astroedge run $(BUILD)/shakespeare.aepkg --prompt "ROMEO:" --max-new-tokens 300 --seed 1 --stats
 	$(BUILD)/runtime/ae_generate $(BUILD)/shakespeare.aepkg "JULIET:" 200 --library $(BUILD)/plugins/libastroedge_ort.so
+	@echo
+	@echo "What to try next:"
+	@echo "  $(VENV)/bin/astroedge run $(BUILD)/shakespeare.aepkg --prompt 'KING:' --temperature 0   # greedy, your prompt"
+	@echo "  $(VENV)/bin/astroedge quantize $(BUILD)/shakespeare.aepkg -o $(BUILD)/shakespeare-int8.aepkg --int8"
+	@echo "  $(VENV)/bin/astroedge bench $(BUILD)/shakespeare.aepkg                # latency vs a Transformer"
+	@echo "  $(VENV)/bin/astroedge --help; README.md (install on a device), docs/jetson.md (Jetson)"
 
 # Retrains the bundled sample (the exact command in samples/shakespeare/MODEL_CARD.md).
 # DEVICE=cuda make sample on a GPU machine (7 minutes on an H100); on a 2-core CPU it takes many hours.
