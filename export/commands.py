@@ -19,8 +19,10 @@ def export(
 ) -> None:
     """Export a checkpoint to a package: fp32 ONNX (one AMSU node per layer + fallback), manifest, tokenizer."""
     from astroedge.export.package import export_package
+    from astroedge.progress import progress
 
-    path = export_package(checkpoint, output, force=force)
+    with progress(f"exporting {checkpoint}"):
+        path = export_package(checkpoint, output, force=force)
     typer.echo(f"wrote {path}")
 
 
@@ -47,8 +49,10 @@ def check(
 ) -> None:
     """PyTorch vs onnxruntime (native library and fallback); exit 1 when a tolerance is exceeded."""
     from astroedge.export.check import Tolerances, check_package, print_check
+    from astroedge.progress import progress
 
-    report = check_package(checkpoint, package, tokens, Tolerances(tol_logits, tol_state, max_flip_rate, min_greedy_match), seed)
+    with progress(f"checking {package} against {checkpoint}"):
+        report = check_package(checkpoint, package, tokens, Tolerances(tol_logits, tol_state, max_flip_rate, min_greedy_match), seed)
     print_check(report, json_out)
     if not report["passed"]:
         raise typer.Exit(1)
