@@ -115,6 +115,18 @@ class Stream:
         other.seen = self.seen.copy()
         return other
 
+    def set_state(self, state: Sequence[np.ndarray] | np.ndarray, position: int, logits: np.ndarray | None = None) -> None:
+        """Replace state (manifest order, or one flat float32 array), position and last logits (history cleared)."""
+        flat = np.concatenate([np.asarray(a, dtype=np.float32).ravel() for a in state]) if isinstance(state, list) else state
+        flat = np.asarray(flat, dtype=np.float32).ravel()
+        specs = self.engine.package.state
+        sizes = [int(np.prod(s.concrete_shape(1))) for s in specs]
+        arrays = [p.reshape(s.concrete_shape(1)) for p, s in zip(np.split(flat, np.cumsum(sizes)[:-1]), specs, strict=True)]
+        self.device_state = self.engine.backend.from_host(arrays)
+        self.position = position
+        self.last_logits = None if logits is None else np.array(logits, dtype=np.float32)
+        self.seen[:] = False
+
     def save_state(self, path: str | Path) -> None:
         package, backend = self.engine.package, self.engine.backend
         state_file.save_state(path, package, self.position, backend.to_host(self.device_state), self.last_logits)
