@@ -26,7 +26,7 @@ from astroedge.model import AMSUParams, amsu_step_form
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = ROOT / "astroedge" / "contract" / "amsu.json"
-GENERATOR = ROOT / "plugins" / "amsu" / "gen_contract_header.py"
+GENERATOR = ROOT / "plugins" / "gen_contract_header.py"
 TRT_SRC = ROOT / "plugins" / "amsu" / "tensorrt"
 CHECK_SCRIPT = ROOT / "plugins" / "scripts" / "check_tensorrt_plugin.sh"
 CXX = os.environ.get("CXX", "g++")

@@ -42,7 +42,7 @@ version=$(printf '#include "NvInferVersion.h"\nNV_TENSORRT_MAJOR.NV_TENSORRT_MIN
   | "$CXX" -E -P -x c++ -I"$TRT_INCLUDE" - | tail -n1 | tr -d ' ')
 echo "TensorRT headers: $TRT_INCLUDE (version ${version:-unknown}); compiler: $($CXX --version | head -n1)"
 
-"$PYTHON" "$ROOT/plugins/amsu/gen_contract_header.py" "$ROOT/astroedge/contract/amsu.json" "$WORK/amsu_contract.h"
+"$PYTHON" "$ROOT/plugins/gen_contract_header.py" "$ROOT/astroedge/contract/amsu.json" "$WORK/amsu_contract.h"
 
 flags=(-std=c++17 -Wall -Wextra -Werror -fPIC -fvisibility=hidden -O2
   -I"$WORK" -I"$SRC" -I"$ROOT/plugins/amsu/kernels" -isystem "$TRT_INCLUDE" -isystem "$CUDA_INCLUDE")
