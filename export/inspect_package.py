@@ -1,7 +1,9 @@
-"""`astroedge inspect`: what is in a package, read through the runtime's validating reader.
+"""`astroedge inspect`: what is in a package, read through the format's reader (astroedge/manifest.py).
 
-Works without torch. The op histogram and the custom-node list need the `onnx` package (host side);
-without it they are reported as unavailable rather than failing, so inspect also runs on a device.
+Every file is verified (size, sha256, graph I/O against the manifest) and the report is made from the
+verified bytes, never from a file reopened by name. Works without torch. The op histogram and the
+custom-node list need the `onnx` package (host side); without it they are reported as unavailable
+rather than failing, so inspect also runs on a device.
 """
 
 from __future__ import annotations
@@ -12,16 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from astroedge.contract import amsu_contract
-from astroedge.runtime.package import load_package
+from astroedge.errors import UserError
+from astroedge.manifest import open_package
 
 
-def _graph_summary(onnx_path: Path) -> dict[str, Any]:
-    """Op histogram, custom nodes and attached functions of the graph (weights are not loaded)."""
+def _graph_summary(onnx_bytes: bytes, source: Path) -> dict[str, Any]:
+    """Op histogram, custom nodes and attached functions of the graph (external weights are not loaded)."""
     try:
         import onnx
     except ImportError:
         return {"available": False, "reason": "the 'onnx' package is not installed (pip install onnx)"}
-    proto = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        proto = onnx.ModelProto.FromString(onnx_bytes)
+    except Exception as exc:  # protobuf's DecodeError and friends: the checked walk passed, protobuf did not
+        why = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{source}: not a valid ONNX model ({why}); re-export the package") from None
     c = amsu_contract()
     histogram = Counter(f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type for n in proto.graph.node)
     custom = [
@@ -47,33 +54,39 @@ def _graph_summary(onnx_path: Path) -> dict[str, Any]:
 
 
 def _attr_value(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
 def inspect_package(path: str | Path) -> dict[str, Any]:
     """The report `astroedge inspect` prints: a plain JSON-able dict."""
-    pkg = load_package(path, verify=True)
+    pkg = open_package(path)
     m = pkg.manifest
-    cfg = pkg.config
-    files = {name: info["bytes"] for name, info in m["files"].items()}
+    cfg = m.config
+    if pkg.tokenizer_text is not None:
+        from astroedge.tokenizer import HFTokenizer
+
+        tok = HFTokenizer(pkg.tokenizer_text, str(pkg.root / str(m.tokenizer.file)))
+        if tok.vocab_size != m.tokenizer.vocab_size:
+            raise UserError(f"{m.source}: field 'tokenizer.vocab_size' = {m.tokenizer.vocab_size}, the tokenizer file has {tok.vocab_size}")
+    files = {name: entry.bytes for name, entry in m.files.items()}
     return {
-        "package": str(pkg.path),
-        "format_version": m["format_version"],
-        "created_by": m.get("created_by"),
-        "precision": pkg.precision,
+        "package": str(pkg.root),
+        "format_version": m.format_version,
+        "created_by": m.created_by,
+        "precision": m.precision,
         "layers": cfg.n_layers,
         "d_model": cfg.d_model,
         "heads": cfg.n_heads,
         "vocab_size": cfg.vocab_size,
-        "parameters": m.get("parameters"),
-        "op": m.get("op"),
-        "state": [{"name": s.name, "input": s.input, "output": s.output, "dtype": s.dtype, "shape": list(s.shape)} for s in pkg.state],
-        "state_bytes_per_stream": pkg.state_bytes_per_stream,
-        "max_position": pkg.max_position,
-        "tokenizer": dict(m["tokenizer"]),
+        "parameters": m.parameters,
+        "op": m.raw["op"],
+        "state": [{"name": s.name, "input": s.input, "output": s.output, "dtype": s.dtype, "shape": list(s.shape)} for s in m.state],
+        "state_bytes_per_stream": m.state_bytes_per_stream,
+        "max_position": m.max_position,
+        "tokenizer": dict(m.raw["tokenizer"]),
         "files": files,
         "total_bytes": sum(files.values()),
-        "graph": _graph_summary(pkg.onnx_path),
+        "graph": _graph_summary(pkg.onnx_bytes, pkg.root / m.onnx_file),
     }
 
 

@@ -106,7 +106,7 @@ def quantize_package(
     """
     from astroedge.corpus import load_tokens
     from astroedge.export.onnx_export import save_onnx
-    from astroedge.export.package import MANIFEST, sha256_file
+    from astroedge.manifest import sha256_file, write_manifest
     from astroedge.quantize.perplexity import eval_tokens as eval_ids
     from astroedge.quantize.perplexity import package_perplexity
     from astroedge.runtime.package import load_package
@@ -143,6 +143,7 @@ def quantize_package(
         proto, details = _quantised_graph(src.onnx_path, precision, method, block_size, feeds)
         onnx_file = src.manifest["onnx"]["file"]
         external = save_onnx(proto, tmp / onnx_file)
+        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
         del proto
         names = [onnx_file] + ([external] if external else [])
         for name in src.manifest["files"]:
@@ -153,12 +154,13 @@ def quantize_package(
         manifest["created_by"] = f"astroedge {__version__}"
         manifest["precision"] = precision
         manifest["onnx"]["external_data"] = external
+        manifest["onnx"]["opset"] = opset
         manifest["files"] = {n: {"sha256": sha256_file(tmp / n), "bytes": (tmp / n).stat().st_size} for n in names}
         quant: dict[str, Any] = {"method": method, **details, "source_manifest_sha256": src.manifest_sha256, "quality": None}
         if calib is not None:
             quant["calibration_text"] = str(calib)
         manifest["quantization"] = quant
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        write_manifest(tmp, manifest)  # checked with the reader's rules (astroedge/manifest.py)
         report.update(details)
         if gate:
             assert ids is not None
@@ -183,7 +185,7 @@ def quantize_package(
                     f"{max(increase * 1.1, 0.01):.2g} to accept it, or choose a higher precision"
                 )
             quant["quality"] = quality
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            write_manifest(tmp, manifest)
         else:
             report["quality"] = None
         report["bytes"] = {"fp32": _package_bytes(src.path), precision: _package_bytes(tmp)}

@@ -189,7 +189,10 @@ def _check_files(root: Path, m: dict[str, Any], f: _Fields, onnx_file: str, veri
 
 def load_package(path: str | Path, verify: bool = True) -> Package:
     """Open the package at `path`; `verify` re-hashes every file (skip it only for a package you just checked)."""
+    from astroedge import manifest as package_format  # the format's one reader (H7); this module goes with the C binding
+
     root = Path(path)
+    package_format.open_package(root) if verify else package_format.read_manifest(root)
     manifest, manifest_sha = _read_manifest(root)
     f = _Fields(root / MANIFEST)
     _check_header(manifest, f)
