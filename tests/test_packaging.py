@@ -80,3 +80,85 @@ def test_checkout_finds_its_build_folders() -> None:
     if lib is None:
         pytest.skip("build/plugins/libastroedge_ort.so is not built (make plugins)")
     assert lib == ROOT / "build" / "plugins" / "libastroedge_ort.so"
+
+
+# ------------------------------------------------------------------------------------------------
+# The C SDK: `cmake --install` of the root CMakeLists.txt, used by a C app built outside the checkout.
+
+CMAKE = str(ROOT / ".venv" / "bin" / "cmake") if (ROOT / ".venv" / "bin" / "cmake").is_file() else "cmake"
+SAMPLE_C = ROOT / "samples" / "c_app" / "ae_generate.c"
+PROMPT = "ROMEO:"
+
+CONSUMER_CMAKE = """cmake_minimum_required(VERSION 3.22)
+project(consumer C)
+find_package(astroedge 0.1 REQUIRED)
+add_executable(ae_generate "{sample}")
+target_link_libraries(ae_generate PRIVATE astroedge::astroedge)
+"""
+
+
+def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, **kw)  # type: ignore[call-overload]
+    assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def sdk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The SDK installed into a temporary prefix (CPU build: CUDA is compile-checked by make plugins)."""
+    tmp = tmp_path_factory.mktemp("sdk")
+    build = tmp / "build"
+    _run([CMAKE, "-S", str(ROOT), "-B", str(build), "-DASTROEDGE_WITH_CUDA=OFF", f"-DPython3_EXECUTABLE={sys.executable}"])
+    _run([CMAKE, "--build", str(build), "-j2"])
+    _run([CMAKE, "--install", str(build), "--prefix", str(tmp / "prefix")])
+    return tmp / "prefix"
+
+
+def _ids(cmd: list[str], **kw: object) -> tuple[list[int], str]:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)  # type: ignore[call-overload]
+    assert r.returncode == 0, r.stderr
+    return [int(t) for t in r.stdout.split()], r.stderr
+
+
+def test_sdk_layout_soname_and_relative_rpath(sdk: Path) -> None:
+    lib = sdk / "lib"
+    assert (sdk / "include" / "astroedge.h").is_file()
+    assert (lib / "libastroedge.so.1").exists() and (lib / "libastroedge.so").is_symlink()
+    assert (lib / "libonnxruntime.so.1").exists() and (lib / "libastroedge_ort.so").is_file()
+    assert (lib / "cmake" / "astroedge" / "astroedgeConfig.cmake").is_file() and (lib / "pkgconfig" / "astroedge.pc").is_file()
+    dyn = _run(["readelf", "-d", str(lib / "libastroedge.so.1")]).stdout
+    assert "[libastroedge.so.1]" in dyn  # SONAME
+    assert "[$ORIGIN]" in dyn and "/work" not in dyn and str(ROOT) not in dyn  # no build-tree runpath
+
+
+def test_c_sample_builds_against_the_installed_sdk_and_runs_after_moving_it(sdk: Path, tiny_package: Path, tmp_path: Path) -> None:
+    # find_package(astroedge): the sample's source, built outside the checkout against the SDK.
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "CMakeLists.txt").write_text(CONSUMER_CMAKE.format(sample=SAMPLE_C))
+    _run([CMAKE, "-S", str(tmp_path / "app"), "-B", str(tmp_path / "app" / "build"), f"-DCMAKE_PREFIX_PATH={sdk}"])
+    _run([CMAKE, "--build", str(tmp_path / "app" / "build")])
+    app = tmp_path / "app" / "build" / "ae_generate"
+    library = ["--library", str(sdk / "lib" / "libastroedge_ort.so")]
+    native, err = _ids([str(app), str(tiny_package), PROMPT, "24", "--ids", *library])
+    assert "AMSU library" in err
+    fallback, err = _ids([str(app), str(tiny_package), PROMPT, "24", "--ids"])
+    assert "AMSU fallback" in err and native == fallback and len(native) == 24
+
+    # The SDK is relocatable: copied elsewhere, its own sample finds its libraries through $ORIGIN.
+    import shutil
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(sdk, moved, symlinks=True)
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    moved_library = ["--library", str(moved / "lib" / "libastroedge_ort.so")]
+    ids, _ = _ids([str(moved / "bin" / "ae_generate"), str(tiny_package), PROMPT, "24", "--ids", *moved_library], env=env)
+    assert ids == native
+
+    # pkg-config, relocatable through ${pcfiledir}.
+    if shutil.which("pkg-config") is None:
+        pytest.skip("pkg-config is not installed")
+    pc_env = {**env, "PKG_CONFIG_PATH": str(moved / "lib" / "pkgconfig")}
+    flags = _run(["pkg-config", "--cflags", "--libs", "astroedge"], env=pc_env).stdout.split()
+    _run(["cc", "-o", str(tmp_path / "ae_pc"), str(SAMPLE_C), *flags])
+    ids, _ = _ids([str(tmp_path / "ae_pc"), str(tiny_package), PROMPT, "24", "--ids"], env={**env, "LD_LIBRARY_PATH": str(moved / "lib")})
+    assert ids == native
