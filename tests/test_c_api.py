@@ -1,20 +1,22 @@
-"""The C API (runtime/include/astroedge.h) and the C sample app (samples/c_app/ae_generate.c).
+"""The C API v2 (runtime/include/astroedge.h) and the C samples (samples/c_app/ae_generate.c, ae_batch.c).
 
-The sample runs as a subprocess on the tiny random-weight package; the API is driven in-process via
-ctypes. Both are checked against the PyTorch reference (step form) and the Python runtime: same
-greedy tokens, same logits, same streamed text. One test rebuilds runtime + sample with
-AddressSanitizer + UBSan and runs the sample under it.
+The samples run as subprocesses on the tiny random-weight package; the API is driven in-process via
+ctypes. Logits and greedy tokens are checked against the PyTorch reference (step form) from non-zero
+state; batched decoding against single-stream decoding, bit for bit. One test rebuilds runtime and
+samples with AddressSanitizer + UBSan and runs both samples under it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +26,29 @@ REPO = Path(__file__).resolve().parents[1]
 BUILD = REPO / "build" / "runtime"
 ASAN_BUILD = REPO / "build" / "runtime-asan"
 CMAKE = str(Path(sys.executable).with_name("cmake"))
+AMSU_LIB = REPO / "build" / "plugins" / "libastroedge_ort.so"
 PROMPT = "Hello, world"
 
-AE_OK, AE_ERR_INVALID_ARGUMENT, AE_ERR_IO, AE_ERR_FORMAT, AE_ERR_CHECKSUM, AE_ERR_VERSION, AE_ERR_MISMATCH, AE_ERR_UNSUPPORTED = range(8)
-AE_ERR_BUFFER_TOO_SMALL, AE_ERR_NO_LOGITS, AE_ERR_POSITION = 8, 9, 10
+(
+    AE_OK,
+    AE_ERR_INVALID_ARGUMENT,
+    AE_ERR_IO,
+    AE_ERR_FORMAT,
+    AE_ERR_CHECKSUM,
+    AE_ERR_VERSION,
+    AE_ERR_MISMATCH,
+    AE_ERR_UNSUPPORTED,
+    AE_ERR_BUFFER_TOO_SMALL,
+    AE_ERR_NO_LOGITS,
+    AE_ERR_POSITION,
+    AE_ERR_RUNTIME,
+    AE_ERR_OUT_OF_MEMORY,
+    AE_ERR_NON_FINITE,
+) = range(14)
 
 
 def build_runtime(build_dir: Path, *extra: str) -> Path:
-    """Configure (once) and build runtime + sample into build_dir; incremental, so cheap after `make setup`."""
+    """Configure (once) and build runtime + samples into build_dir; incremental, so cheap after `make setup`."""
     subprocess.run([str(REPO / "plugins" / "scripts" / "get_ort_headers.sh")], check=True, stdout=subprocess.DEVNULL)
     if not (build_dir / "CMakeCache.txt").is_file():
         subprocess.run(
@@ -53,8 +70,19 @@ def package(tiny_package: Path) -> Path:
     return tiny_package
 
 
-def run_sample(build_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([str(build_dir / "ae_generate"), *args], capture_output=True, timeout=120, env=env)
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without ASTROEDGE_ORT_LIBRARY (so the fallback function runs unless a test asks)."""
+    env = {k: v for k, v in os.environ.items() if k != "ASTROEDGE_ORT_LIBRARY"}
+    env.update(extra)
+    return env
+
+
+def run_sample(build_dir: Path, *args: str, env: dict[str, str] | None = None, app: str = "ae_generate") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([str(build_dir / app), *args], capture_output=True, timeout=120, env=env or clean_env())
+
+
+def greedy(build_dir: Path, *args: str, env: dict[str, str] | None = None) -> list[int]:
+    return ids_of(run_sample(build_dir, *args, "--ids", "--temperature", "0", env=env))
 
 
 def ids_of(proc: subprocess.CompletedProcess[bytes]) -> list[int]:
@@ -80,50 +108,12 @@ def reference_greedy(checkpoint: Path, prompt: list[int], n: int) -> tuple[list[
     return gen, first
 
 
-def python_runtime_greedy(package: Path, prompt: str, n: int, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], str]:
-    from astroedge.runtime.engine import Engine
+def utf8_pieces(ids: list[int]) -> list[bytes]:
+    """What each byte token completes, by Python's incremental UTF-8 decoder with errors="replace"."""
+    import codecs
 
-    monkeypatch.setenv("ASTROEDGE_ORT_LIBRARY", "")  # the fallback function, like the sample without --library
-    engine = Engine(package, device="cpu")
-    pairs = list(engine.create_stream().generate(prompt, max_new_tokens=n, temperature=0.0))
-    return [t for t, _ in pairs], "".join(p for _, p in pairs)
-
-
-# ------------------------------------------------------------------------------------------------
-# The sample app
-
-
-def test_sample_greedy_equals_pytorch_reference_and_python_runtime(
-    build: Path, package: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ids = ids_of(run_sample(build, str(package), PROMPT, "40", "--ids"))
-    ref, _ = reference_greedy(tiny_checkpoint, list(PROMPT.encode()), 40)
-    assert ids == ref
-    py_ids, py_text = python_runtime_greedy(package, PROMPT, 40, monkeypatch)
-    assert ids == py_ids
-    text = run_sample(build, str(package), PROMPT, "40")
-    assert text.returncode == 0
-    assert text.stdout == py_text.encode("utf-8") + b"\n"  # same UTF-8 repair of random bytes
-    stats = text.stderr.decode()
-    assert "tok/s" in stats and "AMSU fallback" in stats and "generated 40 tokens" in stats
-
-
-def test_sample_state_save_and_load_continue_exactly(build: Path, package: Path, tmp_path: Path) -> None:
-    state = tmp_path / "s.aestate"
-    whole = ids_of(run_sample(build, str(package), PROMPT, "30", "--ids"))
-    first = ids_of(run_sample(build, str(package), PROMPT, "12", "--ids", "--save-state", str(state)))
-    rest = ids_of(run_sample(build, str(package), "", "18", "--ids", "--load-state", str(state)))
-    assert first + rest == whole
-    assert [p.name for p in tmp_path.iterdir()] == ["s.aestate"]  # no temp file left behind
-
-
-def test_sample_with_the_native_amsu_library(build: Path, package: Path) -> None:
-    lib = REPO / "build" / "plugins" / "libastroedge_ort.so"
-    if not lib.is_file():
-        pytest.skip("build/plugins/libastroedge_ort.so is not built (make plugins)")
-    proc = run_sample(build, str(package), PROMPT, "40", "--ids", "--library", str(lib))
-    assert "AMSU library" in proc.stderr.decode()
-    assert ids_of(proc) == ids_of(run_sample(build, str(package), PROMPT, "40", "--ids"))
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return [decoder.decode(bytes([t])).encode() for t in ids]
 
 
 def copy_package(src: Path, dst: Path, manifest_edit: dict | None = None) -> Path:
@@ -144,7 +134,72 @@ def one_line_error(proc: subprocess.CompletedProcess[bytes]) -> str:
     return lines[0]
 
 
-def test_sample_bad_inputs_give_one_line_errors(build: Path, package: Path, tmp_path: Path) -> None:
+# ------------------------------------------------------------------------------------------------
+# The samples
+
+
+def test_sample_greedy_equals_pytorch_reference(build: Path, package: Path, tiny_checkpoint: Path) -> None:
+    ids = greedy(build, str(package), PROMPT, "40")
+    ref, _ = reference_greedy(tiny_checkpoint, list(PROMPT.encode()), 40)
+    assert ids == ref
+    text = run_sample(build, str(package), PROMPT, "40", "--temperature", "0")
+    assert text.returncode == 0
+    assert text.stdout == b"".join(utf8_pieces(ids)) + b"\n"  # same UTF-8 repair of random bytes as Python's
+    stats = text.stderr.decode()
+    assert "tok/s" in stats and "AMSU fallback" in stats and "generated 40 tokens" in stats
+
+
+def test_sample_defaults_are_the_teams(build: Path, package: Path) -> None:
+    """No options: 200 tokens at temperature 0.8, seed 0, so two runs print the same sampled ids."""
+    first = ids_of(run_sample(build, str(package), PROMPT, "--ids"))
+    assert len(first) == 200
+    assert ids_of(run_sample(build, str(package), PROMPT, "--ids")) == first
+    assert first != greedy(build, str(package), PROMPT, "200")
+    assert ids_of(run_sample(build, str(package), PROMPT, "--ids", "--seed", "1")) != first
+
+
+def test_sample_state_save_and_load_continue_exactly(build: Path, package: Path, tmp_path: Path) -> None:
+    state = tmp_path / "s.aestate"
+    whole = greedy(build, str(package), PROMPT, "30")
+    first = greedy(build, str(package), PROMPT, "12", "--save-state", str(state))
+    rest = greedy(build, str(package), "", "18", "--load-state", str(state))
+    assert first + rest == whole
+    assert [p.name for p in tmp_path.iterdir()] == ["s.aestate"]  # no temp file left behind
+
+
+def test_sample_with_the_native_amsu_library(build: Path, package: Path) -> None:
+    if not AMSU_LIB.is_file():
+        pytest.skip("build/plugins/libastroedge_ort.so is not built (make plugins)")
+    proc = run_sample(build, str(package), PROMPT, "40", "--ids", "--temperature", "0", "--library", str(AMSU_LIB))
+    assert "AMSU library" in proc.stderr.decode()
+    assert ids_of(proc) == greedy(build, str(package), PROMPT, "40")
+    by_env = run_sample(build, str(package), PROMPT, "40", "--ids", "--temperature", "0", env=clean_env(ASTROEDGE_ORT_LIBRARY=str(AMSU_LIB)))
+    assert "AMSU library" in by_env.stderr.decode() and ids_of(by_env) == ids_of(proc)
+
+
+def until_stop(pieces: list[bytes], stops: list[bytes]) -> bytes:
+    """The rule: generation ends after the first token whose piece makes the text end with a stop string."""
+    text = b""
+    for piece in pieces:
+        text += piece
+        if any(text.endswith(s) for s in stops):
+            break
+    return text
+
+
+def test_sample_stop_string_ends_generation_with_the_stop_text(build: Path, package: Path) -> None:
+    pieces = utf8_pieces(greedy(build, str(package), PROMPT, "60"))
+    stop = b"".join(pieces[:25]).decode()[-2:].encode()  # the text's last two characters after 25 tokens
+    if b"\x00" in stop:
+        pytest.skip("the greedy text holds a NUL byte where the stop string would be taken")
+    proc = run_sample(build, str(package), PROMPT, "60", "--temperature", "0", "--stop", stop.decode("utf-8"))
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout[:-1]
+    assert out == until_stop(pieces, [stop]) and out.endswith(stop) and len(out) < len(b"".join(pieces))
+    assert "stopped at a stop string" in proc.stderr.decode()
+
+
+def test_sample_refusals_are_one_line_with_exit_2(build: Path, package: Path, tmp_path: Path) -> None:
     msg = one_line_error(run_sample(build, str(tmp_path / "nope.aepkg"), PROMPT))
     assert "nope.aepkg" in msg and "not found" in msg
 
@@ -165,125 +220,181 @@ def test_sample_bad_inputs_give_one_line_errors(build: Path, package: Path, tmp_
 
     msg = one_line_error(run_sample(build, str(package), PROMPT, "--library", str(tmp_path / "x.so")))
     assert "x.so: no such file" in msg and "make plugins" in msg
+    msg = one_line_error(run_sample(build, str(package), PROMPT, env=clean_env(ASTROEDGE_ORT_LIBRARY=str(tmp_path / "y.so"))))
+    assert "ASTROEDGE_ORT_LIBRARY" in msg and "y.so" in msg  # named in the environment: refused, never the fallback
+    not_a_lib = tmp_path / "notalib.so"
+    not_a_lib.write_bytes(b"\x7fELF garbage")
+    msg = one_line_error(run_sample(build, str(package), PROMPT, "--library", str(not_a_lib)))
+    assert "notalib.so could not be loaded" in msg
+    msg = one_line_error(run_sample(build, str(package), PROMPT, "--device", "cuda"))
+    assert 'device "cuda"' in msg and "CUDA execution provider" in msg  # this machine: CPU onnxruntime only
+    assert "TensorRT" in one_line_error(run_sample(build, str(package), PROMPT, "--device", "tensorrt"))
+    assert "must be one of" in one_line_error(run_sample(build, str(package), PROMPT, "--device", "tpu"))
     assert "max_tokens" in one_line_error(run_sample(build, str(package), PROMPT, "-3"))
+    assert "max_tokens" in one_line_error(run_sample(build, str(package), PROMPT, "2147483648"))
+    assert "--seed" in one_line_error(run_sample(build, str(package), PROMPT, "--seed", "-1"))
+    assert "--temperature" in one_line_error(run_sample(build, str(package), PROMPT, "--temperature", "1e-310"))
+    assert "temperature" in one_line_error(run_sample(build, str(package), PROMPT, "--temperature", "1e-9"))
+    assert "repetition_penalty" in one_line_error(run_sample(build, str(package), PROMPT, "--repetition-penalty", "0"))
     assert "non-empty prompt" in one_line_error(run_sample(build, str(package), ""))
     assert "not an astroedge state file" in one_line_error(
         run_sample(build, str(package), PROMPT, "--load-state", str(package / "manifest.json"))
     )
+    msg = one_line_error(run_sample(build, str(package), PROMPT, "--save-state", str(tmp_path)))
+    assert "is a folder" in msg  # refused before generating: nothing printed
+
+
+def test_batch_sample_equals_single_streams_bitwise(build: Path, package: Path) -> None:
+    """ae_batch decodes N streams (different prompts and positions) in one call per step and checks
+    every stream's logits against the same stream decoded alone: bit for bit (exit 3 otherwise)."""
+    for n in ("1", "5", "16"):
+        proc = run_sample(build, str(package), n, "24", app="ae_batch")
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert "batched == single: bitwise" in proc.stderr.decode()
+        lines = proc.stdout.decode().splitlines()
+        assert len(lines) == int(n) and all(len(line.split()) == 25 for line in lines)
+    if AMSU_LIB.is_file():
+        proc = run_sample(build, str(package), "7", "24", "--library", str(AMSU_LIB), app="ae_batch")
+        assert proc.returncode == 0 and "AMSU library" in proc.stderr.decode(), proc.stderr.decode()
+    assert "N 0" in one_line_error(run_sample(build, str(package), "0", app="ae_batch"))
 
 
 @pytest.mark.slow
-def test_sample_under_address_and_undefined_behaviour_sanitizers(build: Path, package: Path, tmp_path: Path) -> None:
-    """ASan + UBSan build of runtime and sample. onnxruntime itself is not instrumented. Leak checking
+def test_samples_under_address_and_undefined_behaviour_sanitizers(build: Path, package: Path, tmp_path: Path) -> None:
+    """ASan + UBSan build of runtime and samples. onnxruntime itself is not instrumented. Leak checking
     stays on (detect_leaks=1) for the fallback runs: the runtime releases everything it creates. With
     the native AMSU library it is off (detect_leaks=0): that library keeps its op domain in statics
     that outlive sessions (docs/toolchain-notes.md), which LeakSanitizer reports at exit."""
     asan = build_runtime(ASAN_BUILD, "-DASTROEDGE_SANITIZE=ON", "-DCMAKE_BUILD_TYPE=Debug")
-    env = {
-        **os.environ,
-        "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:exitcode=99",
-        "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
-    }
+    env = clean_env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=99", UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     state = tmp_path / "s.aestate"
-    plain = ids_of(run_sample(build, str(package), PROMPT, "24", "--ids"))
-    assert ids_of(run_sample(asan, str(package), PROMPT, "12", "--ids", "--save-state", str(state), env=env)) == plain[:12]
-    assert ids_of(run_sample(asan, str(package), "", "12", "--ids", "--load-state", str(state), env=env)) == plain[12:]
-    sampled = run_sample(asan, str(package), PROMPT, "24", "--temperature", "0.9", "--top-k", "40", "--top-p", "0.9", env=env)
+    plain = greedy(build, str(package), PROMPT, "24")
+    assert greedy(asan, str(package), PROMPT, "12", "--save-state", str(state), env=env) == plain[:12]
+    assert greedy(asan, str(package), "", "12", "--load-state", str(state), env=env) == plain[12:]
+    sampled = run_sample(asan, str(package), PROMPT, "24", "--temperature", "0.9", "--top-k", "40", "--top-p", "0.9", "--stop", "x", env=env)
     assert sampled.returncode == 0, sampled.stderr.decode()
     one_line_error(run_sample(asan, str(tmp_path / "missing"), PROMPT, env=env))
-    lib = REPO / "build" / "plugins" / "libastroedge_ort.so"
-    if lib.is_file():
+    one_line_error(run_sample(asan, str(package), PROMPT, "--load-state", str(package / "manifest.json"), env=env))
+    batch = run_sample(asan, str(package), "6", "16", env=env, app="ae_batch")
+    assert batch.returncode == 0 and "bitwise" in batch.stderr.decode(), batch.stderr.decode()
+    one_line_error(run_sample(asan, str(package), "2", "--library", str(tmp_path / "x.so"), env=env, app="ae_batch"))
+    if AMSU_LIB.is_file():
         env["ASAN_OPTIONS"] = env["ASAN_OPTIONS"].replace("detect_leaks=1", "detect_leaks=0")
-        assert ids_of(run_sample(asan, str(package), PROMPT, "24", "--ids", "--library", str(lib), env=env)) == plain
+        assert greedy(asan, str(package), PROMPT, "24", "--library", str(AMSU_LIB), env=env) == plain
+        batch = run_sample(asan, str(package), "3", "8", "--library", str(AMSU_LIB), env=env, app="ae_batch")
+        assert batch.returncode == 0, batch.stderr.decode()
 
 
 # ------------------------------------------------------------------------------------------------
 # The API, in-process through ctypes
 
-
-class EngineConfig(ctypes.Structure):
-    _fields_ = [
-        ("package_dir", ctypes.c_char_p),
-        ("device", ctypes.c_char_p),
-        ("num_threads", ctypes.c_int32),
-        ("amsu_library", ctypes.c_char_p),
-        ("verify_checksums", ctypes.c_int32),
-    ]
-
-
-class GenerateConfig(ctypes.Structure):
-    _fields_ = [
-        ("max_tokens", ctypes.c_int32),
-        ("temperature", ctypes.c_float),
-        ("top_k", ctypes.c_int32),
-        ("top_p", ctypes.c_float),
-        ("repetition_penalty", ctypes.c_float),
-        ("seed", ctypes.c_uint64),
-    ]
-
-
 CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)  # piece: may hold NUL
 P = ctypes.c_void_p
+I32P, F32P, SZP = ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_size_t)
+c_int, c_i32, c_u64, c_sz, c_f, c_str = ctypes.c_int, ctypes.c_int32, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_float, ctypes.c_char_p
+
+SIGNATURES: dict[str, tuple[object, list[object]]] = {
+    "ae_last_error": (c_str, []),
+    "ae_status_string": (c_str, [c_int]),
+    "ae_api_version": (c_int, []),
+    "ae_engine_params_create": (c_int, [ctypes.POINTER(P)]),
+    "ae_engine_params_destroy": (None, [P]),
+    "ae_engine_params_set_package_dir": (c_int, [P, c_str]),
+    "ae_engine_params_set_device": (c_int, [P, c_str]),
+    "ae_engine_params_set_device_id": (c_int, [P, c_i32]),
+    "ae_engine_params_set_num_threads": (c_int, [P, c_i32]),
+    "ae_engine_params_set_amsu_library": (c_int, [P, c_str]),
+    "ae_engine_params_set_verify_checksums": (c_int, [P, c_i32]),
+    "ae_engine_params_set_cache_dir": (c_int, [P, c_str]),
+    "ae_engine_params_validate": (c_int, [P]),
+    "ae_engine_params_print": (c_int, [P, c_str, c_sz]),
+    "ae_engine_create": (c_int, [P, ctypes.POINTER(P)]),
+    "ae_engine_destroy": (None, [P]),
+    "ae_engine_vocab_size": (c_i32, [P]),
+    "ae_engine_max_position": (c_u64, [P]),
+    "ae_engine_state_size": (c_sz, [P]),
+    "ae_engine_state_count": (c_sz, [P]),
+    "ae_engine_state_name": (c_str, [P, c_sz]),
+    "ae_engine_state_shape": (c_sz, [P, c_sz, ctypes.POINTER(ctypes.c_int64), c_sz]),
+    "ae_engine_kernel": (c_str, [P]),
+    "ae_engine_device": (c_str, [P]),
+    "ae_engine_precision": (c_str, [P]),
+    "ae_engine_tokenizer": (c_str, [P]),
+    "ae_engine_tokenizer_data": (P, [P, SZP]),
+    "ae_engine_manifest_sha256": (c_str, [P]),
+    "ae_engine_state_file_size": (c_sz, [P]),
+    "ae_tokenize": (c_int, [P, c_str, c_sz, I32P, c_sz, SZP]),
+    "ae_detokenize": (c_int, [P, I32P, c_sz, c_str, c_sz, SZP]),
+    "ae_stream_create": (c_int, [P, ctypes.POINTER(P)]),
+    "ae_stream_destroy": (None, [P]),
+    "ae_stream_reset": (c_int, [P]),
+    "ae_stream_clone": (c_int, [P, ctypes.POINTER(P)]),
+    "ae_stream_position": (c_u64, [P]),
+    "ae_stream_feed": (c_int, [P, I32P, c_sz, F32P]),
+    "ae_stream_step": (c_int, [P, c_i32, F32P]),
+    "ae_stream_logits": (c_int, [P, F32P]),
+    "ae_decode_batch": (c_int, [ctypes.POINTER(P), I32P, c_sz, F32P]),
+    "ae_stream_state_size": (c_sz, [P]),
+    "ae_stream_get_state": (c_int, [P, F32P, c_sz]),
+    "ae_stream_set_state": (c_int, [P, F32P, c_sz, c_u64, F32P]),
+    "ae_stream_save_state": (c_int, [P, c_str]),
+    "ae_stream_load_state": (c_int, [P, c_str]),
+    "ae_generate_params_create": (c_int, [ctypes.POINTER(P)]),
+    "ae_generate_params_destroy": (None, [P]),
+    "ae_generate_params_set_max_tokens": (c_int, [P, c_i32]),
+    "ae_generate_params_set_temperature": (c_int, [P, c_f]),
+    "ae_generate_params_set_top_k": (c_int, [P, c_i32]),
+    "ae_generate_params_set_top_p": (c_int, [P, c_f]),
+    "ae_generate_params_set_repetition_penalty": (c_int, [P, c_f]),
+    "ae_generate_params_set_seed": (c_int, [P, c_u64]),
+    "ae_generate_params_add_stop": (c_int, [P, c_str, c_sz]),
+    "ae_generate_params_clear_stops": (c_int, [P]),
+    "ae_generate_params_max_tokens": (c_i32, [P]),
+    "ae_generate_params_temperature": (c_f, [P]),
+    "ae_generate_params_top_k": (c_i32, [P]),
+    "ae_generate_params_top_p": (c_f, [P]),
+    "ae_generate_params_repetition_penalty": (c_f, [P]),
+    "ae_generate_params_seed": (c_u64, [P]),
+    "ae_generate_params_stop_count": (c_sz, [P]),
+    "ae_generate_params_stop": (c_str, [P, c_sz, SZP]),
+    "ae_generate_params_validate": (c_int, [P]),
+    "ae_generate_params_print": (c_int, [P, c_str, c_sz]),
+    "ae_sampler_create": (c_int, [P, ctypes.POINTER(P)]),
+    "ae_sampler_destroy": (None, [P]),
+    "ae_stream_sample": (c_int, [P, P, I32P]),
+    "ae_generate": (c_int, [P, I32P, c_sz, P, CALLBACK, P, SZP, I32P]),
+}
 
 
 @pytest.fixture(scope="module")
 def lib(build: Path) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(build / "libastroedge.so"))
-    sigs = {
-        "ae_last_error": (ctypes.c_char_p, []),
-        "ae_status_string": (ctypes.c_char_p, [ctypes.c_int]),
-        "ae_engine_config_default": (EngineConfig, []),
-        "ae_engine_config_validate": (ctypes.c_int, [ctypes.POINTER(EngineConfig)]),
-        "ae_engine_config_print": (ctypes.c_int, [ctypes.POINTER(EngineConfig), ctypes.c_char_p, ctypes.c_size_t]),
-        "ae_engine_create": (ctypes.c_int, [ctypes.POINTER(EngineConfig), ctypes.POINTER(P)]),
-        "ae_engine_destroy": (None, [P]),
-        "ae_engine_vocab_size": (ctypes.c_int32, [P]),
-        "ae_engine_state_size": (ctypes.c_size_t, [P]),
-        "ae_engine_state_file_size": (ctypes.c_size_t, [P]),
-        "ae_engine_kernel": (ctypes.c_char_p, [P]),
-        "ae_engine_model_sha256": (ctypes.c_char_p, [P]),
-        "ae_tokenize": (
-            ctypes.c_int,
-            [P, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
-        ),
-        "ae_detokenize": (
-            ctypes.c_int,
-            [P, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
-        ),
-        "ae_stream_create": (ctypes.c_int, [P, ctypes.POINTER(P)]),
-        "ae_stream_destroy": (None, [P]),
-        "ae_stream_reset": (ctypes.c_int, [P]),
-        "ae_stream_clone": (ctypes.c_int, [P, ctypes.POINTER(P)]),
-        "ae_stream_position": (ctypes.c_uint64, [P]),
-        "ae_stream_feed": (ctypes.c_int, [P, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.POINTER(ctypes.c_float)]),
-        "ae_stream_step": (ctypes.c_int, [P, ctypes.c_int32, ctypes.POINTER(ctypes.c_float)]),
-        "ae_stream_logits": (ctypes.c_int, [P, ctypes.POINTER(ctypes.c_float)]),
-        "ae_generate_config_default": (GenerateConfig, []),
-        "ae_generate_config_validate": (ctypes.c_int, [ctypes.POINTER(GenerateConfig)]),
-        "ae_generate_config_print": (ctypes.c_int, [ctypes.POINTER(GenerateConfig), ctypes.c_char_p, ctypes.c_size_t]),
-        "ae_generate": (
-            ctypes.c_int,
-            [
-                P,
-                ctypes.POINTER(ctypes.c_int32),
-                ctypes.c_size_t,
-                ctypes.POINTER(GenerateConfig),
-                CALLBACK,
-                P,
-                ctypes.POINTER(ctypes.c_size_t),
-            ],
-        ),
-        "ae_stream_save_state": (ctypes.c_int, [P, ctypes.c_char_p]),
-        "ae_stream_load_state": (ctypes.c_int, [P, ctypes.c_char_p]),
-    }
-    for name, (res, args) in sigs.items():
+    lib = ctypes.CDLL(str(build / "libastroedge.so.1"))
+    for name, (res, args) in SIGNATURES.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = res, args
     return lib
 
 
+def header_functions() -> set[str]:
+    import re
+
+    text = (REPO / "runtime" / "include" / "astroedge.h").read_text()
+    return set(re.findall(r"AE_API [^;(]*?\b(ae_\w+)\(", text))
+
+
+def test_every_header_function_is_exported_and_bound_here(lib: ctypes.CDLL) -> None:
+    declared = header_functions()
+    assert declared == set(SIGNATURES), declared ^ set(SIGNATURES)
+    exported = subprocess.run(["nm", "-D", "--defined-only", str(BUILD / "libastroedge.so.1")], capture_output=True, text=True, check=True).stdout
+    names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
+    assert names == declared  # nothing else leaks out of the library
+    assert lib.ae_api_version() == 2
+    soname = subprocess.run(["objdump", "-p", str(BUILD / "libastroedge.so.1")], capture_output=True, text=True, check=True).stdout
+    assert "SONAME               libastroedge.so.1" in soname
+
+
 class Api:
-    """Small typed helpers over the ctypes handles, raising on unexpected statuses."""
+    """Small typed helpers over the ctypes handles, asserting on unexpected statuses."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         self.lib = lib
@@ -291,13 +402,27 @@ class Api:
     def ok(self, status: int) -> None:
         assert status == AE_OK, (self.lib.ae_status_string(status), self.lib.ae_last_error())
 
-    def engine(self, package: Path, **fields: object) -> P:
-        cfg = self.lib.ae_engine_config_default()
-        cfg.package_dir = str(package).encode()
+    def engine_params(self, package: Path | None, **fields: object) -> P:
+        p = P()
+        self.ok(self.lib.ae_engine_params_create(ctypes.byref(p)))
+        if package is not None:
+            self.ok(self.lib.ae_engine_params_set_package_dir(p, str(package).encode()))
         for k, v in fields.items():
-            setattr(cfg, k, v)
-        handle = P()
-        self.ok(self.lib.ae_engine_create(ctypes.byref(cfg), ctypes.byref(handle)))
+            self.ok(getattr(self.lib, f"ae_engine_params_set_{k}")(p, v))
+        return p
+
+    def create_engine(self, package: Path, **fields: object) -> tuple[int, P]:
+        params = self.engine_params(package, **fields)
+        handle = P(1234)
+        try:
+            status = self.lib.ae_engine_create(params, ctypes.byref(handle))
+        finally:
+            self.lib.ae_engine_params_destroy(params)
+        return status, handle
+
+    def engine(self, package: Path, **fields: object) -> P:
+        status, handle = self.create_engine(package, **fields)
+        self.ok(status)
         return handle
 
     def stream(self, engine: P) -> P:
@@ -310,23 +435,39 @@ class Api:
         self.ok(self.lib.ae_stream_feed(stream, (ctypes.c_int32 * len(tokens))(*tokens), len(tokens), logits))
         return np.array(logits)
 
-    def generate(self, stream: P, prompt: list[int], stop_after: int = 0, **fields: object) -> tuple[list[int], list[bytes]]:
-        cfg = self.lib.ae_generate_config_default()
+    def logits(self, stream: P) -> np.ndarray:
+        out = (ctypes.c_float * 256)()
+        self.ok(self.lib.ae_stream_logits(stream, out))
+        return np.array(out)
+
+    def gen_params(self, stops: tuple[bytes, ...] = (), **fields: object) -> P:
+        p = P()
+        self.ok(self.lib.ae_generate_params_create(ctypes.byref(p)))
         for k, v in fields.items():
-            setattr(cfg, k, v)
+            self.ok(getattr(self.lib, f"ae_generate_params_set_{k}")(p, v))
+        for s in stops:
+            self.ok(self.lib.ae_generate_params_add_stop(p, s, len(s)))
+        return p
+
+    def generate(
+        self, stream: P, prompt: list[int], stop_after: int = 0, stops: tuple[bytes, ...] = (), **fields: object
+    ) -> tuple[list[int], list[bytes], int]:
+        params = self.gen_params(stops, **fields)
         got: list[tuple[int, bytes]] = []
 
         def on_token(token: int, piece: int, n: int, _: object) -> int:
             got.append((token, ctypes.string_at(piece, n)))
             return int(stop_after > 0 and len(got) >= stop_after)
 
-        n = ctypes.c_size_t()
+        n, stop = ctypes.c_size_t(), ctypes.c_int32()
         cb = CALLBACK(on_token)
-        self.ok(
-            self.lib.ae_generate(stream, (ctypes.c_int32 * len(prompt))(*prompt), len(prompt), ctypes.byref(cfg), cb, None, ctypes.byref(n))
-        )
+        try:
+            ids = (ctypes.c_int32 * max(1, len(prompt)))(*prompt)
+            self.ok(self.lib.ae_generate(stream, ids, len(prompt), params, cb, None, ctypes.byref(n), ctypes.byref(stop)))
+        finally:
+            self.lib.ae_generate_params_destroy(params)
         assert n.value == len(got)
-        return [t for t, _ in got], [p for _, p in got]
+        return [t for t, _ in got], [p for _, p in got], stop.value
 
 
 @pytest.fixture(scope="module")
@@ -335,47 +476,119 @@ def api(lib: ctypes.CDLL) -> Api:
 
 
 @pytest.fixture(scope="module")
-def engine(api: Api, package: Path):  # noqa: ANN201 - a ctypes handle
+def engine(api: Api, package: Path) -> Iterator[P]:
+    os.environ.pop("ASTROEDGE_ORT_LIBRARY", None)
     handle = api.engine(package)
     yield handle
     api.lib.ae_engine_destroy(handle)
 
 
-def test_configs_validate_and_print(lib: ctypes.CDLL, package: Path) -> None:
-    cfg = lib.ae_engine_config_default()
-    assert lib.ae_engine_config_validate(ctypes.byref(cfg)) == AE_ERR_INVALID_ARGUMENT
-    assert b"package_dir" in lib.ae_last_error()
-    cfg.package_dir = str(package).encode()
-    assert lib.ae_engine_config_validate(ctypes.byref(cfg)) == AE_OK
-    cfg.device = b"cuda"
-    assert lib.ae_engine_config_validate(ctypes.byref(cfg)) == AE_ERR_UNSUPPORTED
-    assert b"device" in lib.ae_last_error()
-    needed = lib.ae_engine_config_print(ctypes.byref(cfg), None, 0)
+def printed(fn: object, handle: P) -> str:
+    needed = fn(handle, None, 0)  # type: ignore[operator]
     buf = ctypes.create_string_buffer(needed + 1)
-    assert lib.ae_engine_config_print(ctypes.byref(cfg), buf, len(buf)) == needed
-    assert buf.value.decode() == f"package_dir={package} device=cuda num_threads=0 amsu_library=(fallback) verify_checksums=1"
+    assert fn(handle, buf, len(buf)) == needed  # type: ignore[operator]
+    return buf.value.decode()
 
-    gen = lib.ae_generate_config_default()
-    assert (gen.max_tokens, gen.temperature, gen.top_k, gen.top_p, gen.repetition_penalty) == (128, 0.0, 0, 1.0, 1.0)
-    buf = ctypes.create_string_buffer(16)
-    assert lib.ae_generate_config_print(ctypes.byref(gen), buf, 16) > 15 and len(buf.value) == 15  # truncated, NUL-terminated
-    for field, value in (("top_p", 0.0), ("temperature", -1.0), ("max_tokens", -1), ("repetition_penalty", 0.0)):
-        bad = lib.ae_generate_config_default()
-        setattr(bad, field, value)
-        assert lib.ae_generate_config_validate(ctypes.byref(bad)) == AE_ERR_INVALID_ARGUMENT
-        assert field.encode() in lib.ae_last_error()
+
+def test_engine_params_set_validate_and_print(api: Api, package: Path) -> None:
+    lib = api.lib
+    p = api.engine_params(None)
+    try:
+        assert lib.ae_engine_params_validate(p) == AE_ERR_INVALID_ARGUMENT and b"package_dir" in lib.ae_last_error()
+        assert printed(lib.ae_engine_params_print, p) == (
+            "package_dir=(unset) device=cpu device_id=0 num_threads=0 amsu_library=(env ASTROEDGE_ORT_LIBRARY) verify_checksums=1 cache_dir=(default)"
+        )
+        api.ok(lib.ae_engine_params_set_package_dir(p, str(package).encode()))
+        api.ok(lib.ae_engine_params_validate(p))
+        for setter, value, word in (
+            (lib.ae_engine_params_set_device, b"tpu", b"device"),
+            (lib.ae_engine_params_set_num_threads, -1, b"num_threads"),
+            (lib.ae_engine_params_set_num_threads, 2**31 - 1, b"num_threads"),
+            (lib.ae_engine_params_set_device_id, -2, b"device_id"),
+            (lib.ae_engine_params_set_package_dir, b"", b"package_dir"),
+        ):
+            assert setter(p, value) == AE_ERR_INVALID_ARGUMENT and word in lib.ae_last_error()
+        api.ok(lib.ae_engine_params_set_device(p, b"cuda"))
+        api.ok(lib.ae_engine_params_set_amsu_library(p, b""))
+        assert printed(lib.ae_engine_params_print, p) == (
+            f"package_dir={package} device=cuda device_id=0 num_threads=0 amsu_library=(fallback) verify_checksums=1 cache_dir=(default)"
+        )
+        assert lib.ae_engine_params_print(None, None, 0) == -1
+        assert lib.ae_engine_params_set_device(None, b"cpu") == AE_ERR_INVALID_ARGUMENT
+    finally:
+        lib.ae_engine_params_destroy(p)
+        lib.ae_engine_params_destroy(None)
+
+
+def test_generate_params_defaults_setters_and_print(api: Api) -> None:
+    lib = api.lib
+    p = api.gen_params()
+    try:
+        defaults = (
+            lib.ae_generate_params_max_tokens(p),
+            lib.ae_generate_params_temperature(p),
+            lib.ae_generate_params_top_k(p),
+            lib.ae_generate_params_top_p(p),
+            lib.ae_generate_params_repetition_penalty(p),
+            lib.ae_generate_params_seed(p),
+        )
+        assert defaults == (200, pytest.approx(0.8), 0, 1.0, 1.0, 0)  # the team's one set (COMMON.md)
+        assert printed(lib.ae_generate_params_print, p) == "max_tokens=200 temperature=0.8 top_k=0 top_p=1 repetition_penalty=1 seed=0 stop=[]"
+        buf = ctypes.create_string_buffer(16)
+        assert lib.ae_generate_params_print(p, buf, 16) > 15 and len(buf.value) == 15  # truncated, NUL-terminated
+        for name, value in (
+            ("top_p", 0.0),
+            ("top_p", 1.5),
+            ("top_p", float("nan")),
+            ("temperature", -1.0),
+            ("temperature", 1e-30),
+            ("temperature", float("inf")),
+            ("max_tokens", -1),
+            ("max_tokens", 2**31 - 1),
+            ("top_k", -1),
+            ("repetition_penalty", 0.0),
+            ("repetition_penalty", float("inf")),
+        ):
+            assert getattr(lib, f"ae_generate_params_set_{name}")(p, value) == AE_ERR_INVALID_ARGUMENT, name
+            assert name.encode() in lib.ae_last_error()
+        assert printed(lib.ae_generate_params_print, p).startswith("max_tokens=200 temperature=0.8 ")  # refused setters changed nothing
+        api.ok(lib.ae_generate_params_set_repetition_penalty(p, 0.5))  # > 0 is allowed: < 1 favours repeats
+        api.ok(lib.ae_generate_params_add_stop(p, b'a"\n', 3))
+        assert lib.ae_generate_params_add_stop(p, b"", 0) == AE_ERR_INVALID_ARGUMENT
+        n = ctypes.c_size_t()
+        assert lib.ae_generate_params_stop_count(p) == 1 and lib.ae_generate_params_stop(p, 0, ctypes.byref(n)) == b'a"\n' and n.value == 3
+        assert lib.ae_generate_params_stop(p, 1, None) is None
+        assert printed(lib.ae_generate_params_print, p).endswith('repetition_penalty=0.5 seed=0 stop=["a\\"\\x0a"]')
+        api.ok(lib.ae_generate_params_clear_stops(p))
+        assert lib.ae_generate_params_stop_count(p) == 0
+        api.ok(lib.ae_generate_params_validate(p))
+    finally:
+        lib.ae_generate_params_destroy(p)
 
 
 def test_engine_facts_follow_the_manifest(api: Api, engine: P, package: Path) -> None:
-    m = json.loads((package / "manifest.json").read_text())
+    raw = (package / "manifest.json").read_bytes()
+    m = json.loads(raw)
     lib = api.lib
     assert lib.ae_engine_vocab_size(engine) == m["model"]["vocab_size"] == 256
+    assert lib.ae_engine_max_position(engine) == m["max_position"]
     assert lib.ae_engine_state_size(engine) == m["state_bytes_per_stream"]
-    assert lib.ae_engine_kernel(engine) == b"fallback"
-    assert lib.ae_engine_model_sha256(engine).decode() == m["files"]["model.onnx"]["sha256"]
+    assert lib.ae_engine_kernel(engine) == b"fallback" and lib.ae_engine_device(engine) == b"cpu"
+    assert lib.ae_engine_precision(engine) == b"fp32" and lib.ae_engine_tokenizer(engine) == b"bytes"
+    assert lib.ae_engine_manifest_sha256(engine).decode() == hashlib.sha256(raw).hexdigest()
+    n = ctypes.c_size_t(7)
+    assert lib.ae_engine_tokenizer_data(engine, ctypes.byref(n)) is None and n.value == 0
+    assert lib.ae_engine_state_count(engine) == len(m["state"])
+    for i, s in enumerate(m["state"]):
+        dims = (ctypes.c_int64 * 8)()
+        assert lib.ae_engine_state_name(engine, i).decode() == s["name"]
+        rank = lib.ae_engine_state_shape(engine, i, dims, 8)
+        assert list(dims[:rank]) == s["shape"][1:]
+    assert lib.ae_engine_state_name(engine, len(m["state"])) is None and lib.ae_engine_state_shape(engine, 99, None, 0) == 0
     assert lib.ae_engine_vocab_size(None) == 0 and lib.ae_engine_kernel(None) is None
     lib.ae_engine_destroy(None)
     lib.ae_stream_destroy(None)
+    lib.ae_sampler_destroy(None)
 
 
 def test_tokenize_and_detokenize_bytes(api: Api, engine: P) -> None:
@@ -404,9 +617,7 @@ def test_feed_and_step_logits_equal_the_reference_with_nonzero_state(api: Api, e
         step = (ctypes.c_float * 256)()
         for tok in gen:  # the state is non-zero from here on
             api.ok(api.lib.ae_stream_step(stream, tok, step))
-        again = (ctypes.c_float * 256)()
-        api.ok(api.lib.ae_stream_logits(stream, again))
-        assert list(step) == list(again)
+        assert list(step) == list(api.logits(stream))
         assert api.lib.ae_stream_position(stream) == len(prompt) + 3
         ref_next, _ = reference_greedy(tiny_checkpoint, prompt + gen, 1)
         assert int(np.argmax(np.array(step))) == ref_next[0]
@@ -423,34 +634,183 @@ def test_bad_calls_leave_the_stream_unchanged(api: Api, engine: P) -> None:
         assert b"token 256 at index 1" in lib.ae_last_error()
         assert lib.ae_stream_position(stream) == 0
         assert lib.ae_stream_step(None, 1, None) == AE_ERR_INVALID_ARGUMENT
-        cfg = lib.ae_generate_config_default()
-        assert lib.ae_generate(stream, None, 0, ctypes.byref(cfg), CALLBACK(), None, None) == AE_ERR_NO_LOGITS
+        assert lib.ae_generate(stream, None, 0, None, CALLBACK(), None, None, None) == AE_ERR_NO_LOGITS
         assert b"prompt" in lib.ae_last_error()
+        sampler, token = P(), ctypes.c_int32()
+        api.ok(lib.ae_sampler_create(None, ctypes.byref(sampler)))
+        assert lib.ae_stream_sample(stream, sampler, ctypes.byref(token)) == AE_ERR_NO_LOGITS
+        lib.ae_sampler_destroy(sampler)
     finally:
         lib.ae_stream_destroy(stream)
 
 
 def test_generate_streams_pieces_that_decode_like_python(api: Api, engine: P) -> None:
-    from astroedge.tokenizer import ByteTokenizer
-
     stream = api.stream(engine)
     try:
         prompt = list(PROMPT.encode())
-        ids, pieces = api.generate(stream, prompt, max_tokens=300, temperature=1.5, seed=7)
-        assert len(ids) == 300 and api.lib.ae_stream_position(stream) == len(prompt) + 300
-        decoder = ByteTokenizer().stream_decoder()
-        assert pieces == [decoder.push(t).encode() for t in ids]  # random bytes: U+FFFD repair matches Python's
+        ids, pieces, stop = api.generate(stream, prompt, max_tokens=300, temperature=1.5, seed=7)
+        assert len(ids) == 300 and stop == -1 and api.lib.ae_stream_position(stream) == len(prompt) + 300
+        assert pieces == utf8_pieces(ids)  # random bytes: U+FFFD repair matches Python's
         api.ok(api.lib.ae_stream_reset(stream))
         assert api.generate(stream, prompt, max_tokens=300, temperature=1.5, seed=7)[0] == ids  # seeded
         api.ok(api.lib.ae_stream_reset(stream))
-        greedy, _ = api.generate(stream, prompt, max_tokens=20)
+        greedy_ids, _, _ = api.generate(stream, prompt, max_tokens=20, temperature=0.0)
         api.ok(api.lib.ae_stream_reset(stream))
-        assert api.generate(stream, prompt, max_tokens=20, temperature=1.0, top_k=1, seed=3)[0] == greedy  # top_k = 1 is greedy
+        assert api.generate(stream, prompt, max_tokens=20, temperature=1.0, top_k=1, seed=3)[0] == greedy_ids  # top_k = 1 is greedy
         api.ok(api.lib.ae_stream_reset(stream))
-        ids, _ = api.generate(stream, prompt, stop_after=5, max_tokens=50)
+        ids, _, _ = api.generate(stream, prompt, stop_after=5, max_tokens=50)
         assert len(ids) == 5 and api.lib.ae_stream_position(stream) == len(prompt) + 5  # stopped, all consumed
     finally:
         api.lib.ae_stream_destroy(stream)
+
+
+def test_generate_stops_at_the_first_stop_string_and_reports_it(api: Api, engine: P) -> None:
+    stream = api.stream(engine)
+    try:
+        prompt = list(PROMPT.encode())
+        ids, pieces, _ = api.generate(stream, prompt, max_tokens=80, temperature=1.0, seed=11)
+        stop = b"".join(pieces[:30]).decode()[-2:].encode()
+        expected = until_stop(pieces, [stop])
+        api.ok(api.lib.ae_stream_reset(stream))
+        got, got_pieces, index = api.generate(stream, prompt, max_tokens=80, temperature=1.0, seed=11, stops=(b"never-there", stop))
+        assert index == 1 and b"".join(got_pieces) == expected and len(got) <= 30  # the stop text is part of the output
+        assert got == ids[: len(got)] and api.lib.ae_stream_position(stream) == len(prompt) + len(got)
+    finally:
+        api.lib.ae_stream_destroy(stream)
+
+
+def test_sampler_drives_generation_token_by_token_exactly_as_generate(api: Api, engine: P) -> None:
+    """What a binding with an HF tokenizer does: ae_stream_sample + ae_stream_step, same tokens as ae_generate."""
+    lib, prompt = api.lib, list(PROMPT.encode())
+    settings = {"temperature": 0.9, "top_k": 50, "top_p": 0.9, "repetition_penalty": 1.3, "seed": 42}
+    stream = api.stream(engine)
+    params, sampler = api.gen_params(**settings), P()
+    try:
+        expected, _, _ = api.generate(stream, prompt, max_tokens=64, **settings)
+        api.ok(lib.ae_stream_reset(stream))
+        api.ok(lib.ae_sampler_create(params, ctypes.byref(sampler)))
+        api.feed(stream, prompt)
+        got, token = [], ctypes.c_int32()
+        for _ in range(64):
+            api.ok(lib.ae_stream_sample(stream, sampler, ctypes.byref(token)))
+            api.ok(lib.ae_stream_step(stream, token.value, None))
+            got.append(token.value)
+        assert got == expected
+    finally:
+        lib.ae_sampler_destroy(sampler)
+        lib.ae_generate_params_destroy(params)
+        lib.ae_stream_destroy(stream)
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_logits(api: Api, engine: P) -> None:
+    """Greedy with a penalty, recomputed here from the stream's logits and its history."""
+    lib, prompt = api.lib, list(PROMPT.encode())
+    s = api.stream(engine)
+    try:
+        penalised, _, _ = api.generate(s, prompt, max_tokens=40, temperature=0.0, repetition_penalty=1.5)
+        api.ok(lib.ae_stream_reset(s))
+        plain, _, _ = api.generate(s, prompt, max_tokens=40, temperature=0.0)
+        api.ok(lib.ae_stream_reset(s))
+        seen, expected = set(prompt), []
+        z = api.feed(s, prompt).astype(np.float64)
+        for _ in range(40):
+            idx = sorted(seen)
+            z[idx] = np.where(z[idx] > 0, z[idx] / 1.5, z[idx] * 1.5)
+            tok = int(np.argmax(z))
+            expected.append(tok)
+            seen.add(tok)
+            z = api.feed(s, [tok]).astype(np.float64)
+    finally:
+        lib.ae_stream_destroy(s)
+    assert penalised == expected
+    assert penalised != plain  # the penalty changed the continuation
+
+
+def test_decode_batch_equals_single_streams_bitwise(api: Api, engine: P) -> None:
+    lib = api.lib
+    prompts = [b"To be", b"or not to be,", b"that", b"is the question: whether"]  # different positions
+    batch = [api.stream(engine) for _ in prompts]
+    single = [api.stream(engine) for _ in prompts]
+    try:
+        for b, s, p in zip(batch, single, prompts, strict=True):
+            api.feed(b, list(p))
+            api.feed(s, list(p))
+        handles = (P * len(batch))(*[h.value for h in batch])
+        out = (ctypes.c_float * (256 * len(batch)))()
+        tokens = [int(np.argmax(api.logits(b))) for b in batch]
+        for _ in range(12):
+            api.ok(lib.ae_decode_batch(handles, (ctypes.c_int32 * len(tokens))(*tokens), len(tokens), out))
+            rows = np.array(out).reshape(len(batch), 256)
+            for i, s in enumerate(single):
+                one = api.feed(s, [tokens[i]])
+                assert rows[i].tobytes() == one.tobytes()  # bit for bit
+                assert api.logits(batch[i]).tobytes() == one.tobytes()
+            tokens = [int(np.argmax(r)) for r in rows]
+        size = lib.ae_stream_state_size(batch[0])
+        for b, s in zip(batch, single, strict=True):
+            x, y = (ctypes.c_float * (size // 4))(), (ctypes.c_float * (size // 4))()
+            api.ok(lib.ae_stream_get_state(b, x, size))
+            api.ok(lib.ae_stream_get_state(s, y, size))
+            assert bytes(x) == bytes(y) and lib.ae_stream_position(b) == lib.ae_stream_position(s)
+
+        # all or nothing: one bad token refuses the whole batch and changes no stream
+        before = [lib.ae_stream_position(b) for b in batch]
+        assert lib.ae_decode_batch(handles, (ctypes.c_int32 * 4)(1, 2, 999, 3), 4, None) == AE_ERR_INVALID_ARGUMENT
+        assert b"stream 2" in lib.ae_last_error() and b"999" in lib.ae_last_error()
+        twice = (P * 2)(batch[0].value, batch[0].value)
+        assert lib.ae_decode_batch(twice, (ctypes.c_int32 * 2)(1, 2), 2, None) == AE_ERR_INVALID_ARGUMENT
+        assert b"twice" in lib.ae_last_error()
+        assert [lib.ae_stream_position(b) for b in batch] == before
+        api.ok(lib.ae_decode_batch(None, None, 0, None))
+    finally:
+        for h in batch + single:
+            lib.ae_stream_destroy(h)
+
+
+def test_decode_batch_refuses_streams_of_two_engines(api: Api, engine: P, package: Path) -> None:
+    other = api.engine(package)
+    a, b = api.stream(engine), api.stream(other)
+    try:
+        api.feed(a, [1])
+        api.feed(b, [1])
+        assert api.lib.ae_decode_batch((P * 2)(a.value, b.value), (ctypes.c_int32 * 2)(1, 2), 2, None) == AE_ERR_MISMATCH
+    finally:
+        api.lib.ae_stream_destroy(a)
+        api.lib.ae_stream_destroy(b)
+        api.lib.ae_engine_destroy(other)
+
+
+def test_state_in_memory_round_trips_and_refuses_bad_values(api: Api, engine: P) -> None:
+    lib, prompt = api.lib, list(PROMPT.encode())
+    s, t = api.stream(engine), api.stream(engine)
+    try:
+        logits = api.feed(s, prompt)
+        size = lib.ae_stream_state_size(s)
+        assert size == lib.ae_engine_state_size(engine)
+        state = (ctypes.c_float * (size // 4))()
+        assert lib.ae_stream_get_state(s, state, size - 1) == AE_ERR_BUFFER_TOO_SMALL
+        api.ok(lib.ae_stream_get_state(s, state, size))
+        assert any(v != 0.0 for v in state)
+        c_logits = (ctypes.c_float * 256)(*logits)
+        api.ok(lib.ae_stream_set_state(t, state, size, len(prompt), c_logits))
+        assert lib.ae_stream_position(t) == len(prompt)
+        assert api.generate(t, [], max_tokens=16, seed=5)[0] == api.generate(s, [], max_tokens=16, seed=5)[0]
+
+        api.ok(lib.ae_stream_set_state(t, state, size, 3, None))  # no logits: generate needs a prompt
+        assert lib.ae_stream_logits(t, c_logits) == AE_ERR_NO_LOGITS
+        position = lib.ae_stream_position(t)
+        assert lib.ae_stream_set_state(t, state, size - 4, 0, None) == AE_ERR_INVALID_ARGUMENT
+        assert lib.ae_stream_set_state(t, state, size, lib.ae_engine_max_position(engine) + 1, None) == AE_ERR_INVALID_ARGUMENT
+        state[5] = float("nan")
+        assert lib.ae_stream_set_state(t, state, size, 0, None) == AE_ERR_NON_FINITE
+        state[5] = 0.0
+        c_logits[7] = float("inf")
+        assert lib.ae_stream_set_state(t, state, size, 0, c_logits) == AE_ERR_NON_FINITE
+        assert b"logit 7" in lib.ae_last_error()
+        assert lib.ae_stream_position(t) == position  # refused: unchanged
+    finally:
+        lib.ae_stream_destroy(s)
+        lib.ae_stream_destroy(t)
 
 
 def test_clone_is_independent_and_reset_restarts(api: Api, engine: P) -> None:
@@ -460,8 +820,8 @@ def test_clone_is_independent_and_reset_restarts(api: Api, engine: P) -> None:
     try:
         api.feed(a, prompt)
         api.ok(lib.ae_stream_clone(a, ctypes.byref(b)))
-        ids_a, _ = api.generate(a, [], max_tokens=16)
-        ids_b, _ = api.generate(b, [], max_tokens=16)
+        ids_a, _, _ = api.generate(a, [], max_tokens=16)
+        ids_b, _, _ = api.generate(b, [], max_tokens=16)
         assert ids_a == ids_b and lib.ae_stream_position(b) == len(prompt) + 16
         api.ok(lib.ae_stream_reset(a))
         assert lib.ae_stream_position(a) == 0
@@ -471,69 +831,97 @@ def test_clone_is_independent_and_reset_restarts(api: Api, engine: P) -> None:
         lib.ae_stream_destroy(b)
 
 
-def test_state_files_round_trip_and_refuse_foreign_newer_or_damaged(api: Api, engine: P, tmp_path: Path) -> None:
+def test_state_files_round_trip_and_refuse_foreign_newer_damaged_or_special(api: Api, engine: P, tmp_path: Path) -> None:
     lib, prompt = api.lib, list(PROMPT.encode())
     s = api.stream(engine)
     try:
         api.feed(s, prompt)
         path = tmp_path / "s.aestate"
         api.ok(lib.ae_stream_save_state(s, str(path).encode()))
-        assert path.stat().st_size == lib.ae_engine_state_file_size(engine)
-        expect, _ = api.generate(s, [], max_tokens=10)
+        raw = path.read_bytes()
+        assert len(raw) == lib.ae_engine_state_file_size(engine)
+        assert raw[:8] == b"AESTATE\0" and int.from_bytes(raw[8:12], "little") == 2
+        assert raw[16:48].hex() == lib.ae_engine_manifest_sha256(engine).decode()  # tied to manifest.json
+        expect, _, _ = api.generate(s, [], max_tokens=10)
         api.ok(lib.ae_stream_reset(s))
         api.ok(lib.ae_stream_load_state(s, str(path).encode()))
         assert lib.ae_stream_position(s) == len(prompt)
         assert api.generate(s, [], max_tokens=10)[0] == expect
 
-        import hashlib
-
-        def variant(name: str, edit) -> bytes:  # noqa: ANN001
-            raw = bytearray(path.read_bytes())
-            edit(raw)
-            raw[-32:] = hashlib.sha256(bytes(raw[:-32])).digest()  # a consistent file, only the field differs
-            (tmp_path / name).write_bytes(bytes(raw))
+        def variant(name: str, offset: int, value: bytes) -> bytes:
+            data = bytearray(raw)
+            data[offset : offset + len(value)] = value
+            data[-32:] = hashlib.sha256(bytes(data[:-32])).digest()  # a consistent file, only the field differs
+            (tmp_path / name).write_bytes(bytes(data))
             return str(tmp_path / name).encode()
 
         position = lib.ae_stream_position(s)
-        foreign = variant("foreign", lambda r: r.__setitem__(slice(16, 48), b"\x01" * 32))
-        assert lib.ae_stream_load_state(s, foreign) == AE_ERR_MISMATCH
+        assert lib.ae_stream_load_state(s, variant("foreign", 16, b"\x01" * 32)) == AE_ERR_MISMATCH
         assert b"another package" in lib.ae_last_error()
-        newer = variant("newer", lambda r: r.__setitem__(slice(8, 12), (2).to_bytes(4, "little")))
-        assert lib.ae_stream_load_state(s, newer) == AE_ERR_VERSION
-        assert b"version 2 is newer" in lib.ae_last_error()
-        (tmp_path / "cut").write_bytes(path.read_bytes()[:-1])
+        assert lib.ae_stream_load_state(s, variant("newer", 8, (3).to_bytes(4, "little"))) == AE_ERR_VERSION
+        assert b"version 3 is newer" in lib.ae_last_error()
+        assert lib.ae_stream_load_state(s, variant("v1", 8, (1).to_bytes(4, "little"))) == AE_ERR_VERSION
+        assert lib.ae_stream_load_state(s, variant("nan", 72 + 4 * 3, np.float32(np.nan).tobytes())) == AE_ERR_NON_FINITE
+        assert lib.ae_stream_load_state(s, variant("far", 48, (2**62).to_bytes(8, "little"))) == AE_ERR_FORMAT
+        (tmp_path / "cut").write_bytes(raw[:-1])
         assert lib.ae_stream_load_state(s, str(tmp_path / "cut").encode()) == AE_ERR_FORMAT
-        damaged = bytearray(path.read_bytes())
+        (tmp_path / "huge").write_bytes(raw + bytes(1 << 20))
+        assert lib.ae_stream_load_state(s, str(tmp_path / "huge").encode()) == AE_ERR_FORMAT
+        damaged = bytearray(raw)
         damaged[100] ^= 1
         (tmp_path / "damaged").write_bytes(bytes(damaged))
         assert lib.ae_stream_load_state(s, str(tmp_path / "damaged").encode()) == AE_ERR_FORMAT
         assert b"checksum" in lib.ae_last_error()
+        os.mkfifo(tmp_path / "fifo")
+        assert lib.ae_stream_load_state(s, str(tmp_path / "fifo").encode()) == AE_ERR_IO  # no hang
+        assert b"FIFO" in lib.ae_last_error()
+        assert lib.ae_stream_load_state(s, b"/dev/zero") == AE_ERR_IO
+        assert lib.ae_stream_load_state(s, str(tmp_path).encode()) == AE_ERR_IO
         assert lib.ae_stream_position(s) == position  # refused loads changed nothing
         assert lib.ae_stream_save_state(s, str(tmp_path / "no" / "dir" / "s").encode()) == AE_ERR_IO
+        assert lib.ae_stream_save_state(s, str(tmp_path).encode()) == AE_ERR_IO
         assert lib.ae_stream_load_state(s, str(tmp_path / "missing").encode()) == AE_ERR_IO
     finally:
         lib.ae_stream_destroy(s)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut", "damaged", "foreign", "newer", "s.aestate"]
+    names = ["cut", "damaged", "far", "fifo", "foreign", "huge", "nan", "newer", "s.aestate", "v1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # no temp file left behind
 
 
 def test_engine_create_errors(api: Api, package: Path, tmp_path: Path) -> None:
     lib = api.lib
-    cfg = lib.ae_engine_config_default()
-    handle = P(1234)
-    cfg.package_dir = str(tmp_path / "missing").encode()
-    assert lib.ae_engine_create(ctypes.byref(cfg), ctypes.byref(handle)) == AE_ERR_IO
-    assert handle.value is None
+    status, handle = api.create_engine(tmp_path / "missing")
+    assert status == AE_ERR_IO and handle.value is None
+    p = P()
+    api.ok(lib.ae_engine_params_create(ctypes.byref(p)))
+    assert lib.ae_engine_create(p, ctypes.byref(handle)) == AE_ERR_INVALID_ARGUMENT and b"package_dir" in lib.ae_last_error()
+    lib.ae_engine_params_destroy(p)
     bad = copy_package(package, tmp_path / "bad.aepkg", {"state": [{"name": "h.0"}]})
-    cfg.package_dir = str(bad).encode()
-    assert lib.ae_engine_create(ctypes.byref(cfg), ctypes.byref(handle)) == AE_ERR_FORMAT
-    assert b"state[0].input" in lib.ae_last_error()
-    hf = copy_package(package, tmp_path / "hf.aepkg", {"tokenizer": {"type": "hf", "vocab_size": 256, "file": "tokenizer.json"}})
-    engine = api.engine(hf)
-    try:
-        n = ctypes.c_size_t()
-        assert lib.ae_tokenize(engine, b"x", 1, (ctypes.c_int32 * 1)(), 1, ctypes.byref(n)) == AE_ERR_UNSUPPORTED
-        assert b"tokenizer.json" in lib.ae_last_error()
-    finally:
+    assert api.create_engine(bad)[0] == AE_ERR_FORMAT and b"state[0].input" in lib.ae_last_error()
+    status, _ = api.create_engine(package, amsu_library=str(tmp_path / "x.so").encode())
+    assert status == AE_ERR_IO and b"x.so: no such file" in lib.ae_last_error()
+    status, _ = api.create_engine(package, device=b"cuda")
+    assert status == AE_ERR_UNSUPPORTED and b"CUDA execution provider" in lib.ae_last_error()
+    assert b"\n" not in lib.ae_last_error()
+    status, _ = api.create_engine(package, device=b"jetson")
+    assert status == AE_ERR_UNSUPPORTED and b"TensorRT" in lib.ae_last_error()
+
+
+def test_amsu_library_from_the_environment_is_never_silently_replaced(api: Api, package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = api.lib
+    monkeypatch.setenv("ASTROEDGE_ORT_LIBRARY", str(tmp_path / "gone.so"))
+    status, handle = api.create_engine(package)
+    assert status == AE_ERR_IO and b"ASTROEDGE_ORT_LIBRARY" in lib.ae_last_error() and handle.value is None
+    engine = api.engine(package, amsu_library=b"")  # "" chooses the fallback on purpose, whatever the environment
+    assert lib.ae_engine_kernel(engine) == b"fallback"
+    lib.ae_engine_destroy(engine)
+    monkeypatch.setenv("ASTROEDGE_ORT_LIBRARY", "")
+    engine = api.engine(package)
+    assert lib.ae_engine_kernel(engine) == b"fallback"
+    lib.ae_engine_destroy(engine)
+    if AMSU_LIB.is_file():
+        monkeypatch.setenv("ASTROEDGE_ORT_LIBRARY", str(AMSU_LIB))
+        engine = api.engine(package)
+        assert lib.ae_engine_kernel(engine) == b"library"
         lib.ae_engine_destroy(engine)
 
 
@@ -557,20 +945,3 @@ def test_one_engine_serves_streams_on_four_threads(api: Api, engine: P) -> None:
     for t in threads:
         t.join()
     assert [got[i] for i in range(4)] == expected
-
-
-def test_repetition_penalty_matches_the_python_runtime(api: Api, engine: P, package: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from astroedge.runtime.engine import Engine
-
-    monkeypatch.setenv("ASTROEDGE_ORT_LIBRARY", "")
-    py_stream = Engine(package, device="cpu").create_stream()
-    expected = [t for t, _ in py_stream.generate(PROMPT, max_new_tokens=40, temperature=0.0, repetition_penalty=1.5)]
-    s = api.stream(engine)
-    try:
-        penalised, _ = api.generate(s, list(PROMPT.encode()), max_tokens=40, repetition_penalty=1.5)
-        api.ok(api.lib.ae_stream_reset(s))
-        plain, _ = api.generate(s, list(PROMPT.encode()), max_tokens=40)
-    finally:
-        api.lib.ae_stream_destroy(s)
-    assert penalised == expected
-    assert penalised != plain  # the penalty changed the continuation

@@ -3,68 +3,144 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <memory>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <set>
 
 #include "error.h"
+#include "fs.h"
+#include "sha256.h"
 
 namespace {
 
 using ae::Error;
 
 // Longest run of tokens one graph call gets: bounds the [chunk, vocab] logits buffer of a prefill.
-// 256 as in the Python runtime's Stream.feed, so that both compute the same floats.
 constexpr size_t kMaxChunk = 256;
 
 const OrtApi* ort_api() {
   const OrtApiBase* base = OrtGetApiBase();
   const OrtApi* api = base ? base->GetApi(ORT_API_VERSION) : nullptr;
   if (!api) {
-    throw Error(AE_ERR_VERSION, std::string("onnxruntime ") + (base ? base->GetVersionString() : "?") +
-                                    " does not offer C API version " + std::to_string(ORT_API_VERSION) +
-                                    "; use onnxruntime 1.23 or newer");
+    throw Error(AE_ERR_VERSION, std::string("onnxruntime ") + (base ? base->GetVersionString() : "?") + " does not offer C API version " +
+                                    std::to_string(ORT_API_VERSION) + "; use onnxruntime 1.23 or newer");
   }
   return api;
 }
 
-// Turns an OrtStatus into an ae::Error (and releases it); a null status is success.
-void check(const OrtApi* api, OrtStatus* status, const std::string& what) {
-  if (!status) return;
-  std::string msg = api->GetErrorMessage(status);
-  api->ReleaseStatus(status);
-  size_t nl = msg.find('\n');
+// onnxruntime's messages can run over many lines (graph dumps, stack traces): keep the first line, at
+// most 300 characters, so that ae_last_error() stays one line.
+std::string one_line(std::string msg) {
+  size_t nl = msg.find_first_of("\r\n");
   if (nl != std::string::npos) msg.resize(nl);
-  throw Error(AE_ERR_RUNTIME, what + ": onnxruntime: " + msg);
+  if (msg.size() > 300) msg = msg.substr(0, 297) + "...";
+  return msg;
+}
+
+// Turns an OrtStatus into an ae::Error (and releases it); a null status is success.
+void check(const OrtApi* api, OrtStatus* status, const std::string& what, AeStatus code = AE_ERR_RUNTIME) {
+  if (!status) return;
+  std::string msg = one_line(api->GetErrorMessage(status));
+  api->ReleaseStatus(status);
+  throw Error(code, what + ": onnxruntime: " + msg);
 }
 
 }  // namespace
 
-AeEngine::AeEngine(const AeEngineConfig& config) {
-  manifest = ae::read_manifest(config.package_dir);
-  if (config.verify_checksums) ae::verify_files(manifest);
-  model_sha256 = manifest.files.at(manifest.onnx_file).sha256;
+std::string AeEngineParams::resolved_amsu_library(std::string* source) const {
+  if (amsu_set) {
+    *source = "amsu_library";
+    return amsu_library;
+  }
+  *source = "ASTROEDGE_ORT_LIBRARY";
+  const char* env = std::getenv("ASTROEDGE_ORT_LIBRARY");
+  return env ? env : "";
+}
+
+size_t ae::first_non_finite(const float* data, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(data[i])) return i;
+  }
+  return n;
+}
+
+AeEngine::AeEngine(const AeEngineParams& params) : device(params.device) {
+  ae::PackageDir dir(params.package_dir);
+  std::vector<uint8_t> raw = dir.read("manifest.json", -1, ae::kMaxManifestBytes);
+  ae::Sha256 mh;
+  mh.update(raw.data(), raw.size());
+  auto md = mh.digest();
+  manifest = ae::parse_manifest(std::string(raw.begin(), raw.end()), params.package_dir, ae::to_hex(md.data(), md.size()));
+
+  // Every listed file is read once, size-checked before allocation, hashed, and the bytes that were
+  // hashed are the bytes the session is built from: nothing is reopened later.
+  std::vector<uint8_t> model, external;
+  for (const auto& [name, entry] : manifest.files) {
+    std::vector<uint8_t> bytes = dir.read(name, int64_t(entry.bytes), 0);
+    if (params.verify_checksums) {
+      ae::Sha256 h;
+      h.update(bytes.data(), bytes.size());
+      auto d = h.digest();
+      std::string got = ae::to_hex(d.data(), d.size());
+      if (got != entry.sha256) {
+        throw Error(AE_ERR_CHECKSUM, dir.path(name) + ": sha256 " + got.substr(0, 16) + "... differs from manifest.json (" + entry.sha256.substr(0, 16) +
+                                         "...); the file is damaged or was changed: re-export the package with 'astroedge export'");
+      }
+    }
+    if (name == manifest.onnx_file) model = std::move(bytes);
+    else if (name == manifest.external_data) external = std::move(bytes);
+    else if (name == manifest.tokenizer_file) tokenizer_data = std::move(bytes);
+  }
   for (const auto& s : manifest.state) {
     state_offsets.push_back(state_floats);
     state_floats += s.count;
   }
-  std::string lib = config.amsu_library ? config.amsu_library : "";
+  load_session(params, model, external);
+}
+
+void AeEngine::load_session(const AeEngineParams& params, const std::vector<uint8_t>& model, const std::vector<uint8_t>& external) {
+  std::string source;
+  std::string lib = params.resolved_amsu_library(&source);
   if (!lib.empty()) {
     struct stat st {};
     if (stat(lib.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
-      throw Error(AE_ERR_IO, "amsu_library " + lib + ": no such file; build it with 'make plugins' or pass NULL to run the fallback function");
+      throw Error(AE_ERR_IO, source + " " + lib + ": no such file; build it with 'make plugins', or set " + source +
+                                 " to \"\" to run the fallback function on purpose");
     }
   }
   kernel = lib.empty() ? "fallback" : "library";
+  if (device == "tensorrt" || device == "jetson") {
+    throw Error(AE_ERR_UNSUPPORTED, "device \"" + device + "\": this libastroedge has no TensorRT backend (built without TensorRT); use \"cpu\" or \"cuda\"");
+  }
 
   api_ = ort_api();
-  std::string model = manifest.path(manifest.onnx_file);
+  std::string model_path = manifest.path(manifest.onnx_file);
   OrtSessionOptions* opts = nullptr;
   try {
-    check(api_, api_->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "astroedge", &env_), "creating the environment");
+    check(api_, api_->CreateEnv(ORT_LOGGING_LEVEL_FATAL, "astroedge", &env_), "creating the environment");
     check(api_, api_->CreateSessionOptions(&opts), "creating session options");
-    if (config.num_threads > 0) check(api_, api_->SetIntraOpNumThreads(opts, config.num_threads), "setting num_threads");
-    if (!lib.empty()) check(api_, api_->RegisterCustomOpsLibrary_V2(opts, lib.c_str()), "amsu_library " + lib);
-    check(api_, api_->CreateSession(env_, model.c_str(), opts, &session_), model);
+    if (params.num_threads > 0) check(api_, api_->SetIntraOpNumThreads(opts, params.num_threads), "setting num_threads");
+    if (!lib.empty()) check(api_, api_->RegisterCustomOpsLibrary_V2(opts, lib.c_str()), source + " " + lib + " could not be loaded", AE_ERR_IO);
+    if (device == "cuda") {
+      const std::string what = "device \"cuda\": the CUDA execution provider could not be loaded (use an onnxruntime-gpu build with CUDA, or \"cpu\")";
+      OrtCUDAProviderOptionsV2* cuda = nullptr;
+      check(api_, api_->CreateCUDAProviderOptions(&cuda), what, AE_ERR_UNSUPPORTED);
+      std::string id = std::to_string(params.device_id);
+      const char* keys[] = {"device_id"};
+      const char* values[] = {id.c_str()};
+      OrtStatus* st = api_->UpdateCUDAProviderOptions(cuda, keys, values, 1);
+      if (!st) st = api_->SessionOptionsAppendExecutionProvider_CUDA_V2(opts, cuda);
+      api_->ReleaseCUDAProviderOptions(cuda);
+      check(api_, st, what, AE_ERR_UNSUPPORTED);
+    }
+    if (!manifest.external_data.empty()) {
+      const char* names[] = {manifest.external_data.c_str()};
+      char* buffers[] = {const_cast<char*>(reinterpret_cast<const char*>(external.data()))};
+      size_t lengths[] = {external.size()};
+      check(api_, api_->AddExternalInitializersFromFilesInMemory(opts, names, buffers, lengths, 1), manifest.path(manifest.external_data));
+    }
+    check(api_, api_->CreateSessionFromArray(env_, model.data(), model.size(), opts, &session_), model_path, AE_ERR_FORMAT);
     api_->ReleaseSessionOptions(opts);
     opts = nullptr;
     check(api_, api_->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &memory_), "creating memory info");
@@ -85,6 +161,7 @@ AeEngine::AeEngine(const AeEngineConfig& config) {
 AeEngine::~AeEngine() { release(); }
 
 void AeEngine::release() {
+  if (!api_) return;
   if (memory_) api_->ReleaseMemoryInfo(memory_);
   if (session_) api_->ReleaseSession(session_);
   if (env_) api_->ReleaseEnv(env_);
@@ -99,31 +176,30 @@ void AeEngine::check_io() const {
   auto names = [&](bool inputs) {
     size_t count = 0;
     check(api_, inputs ? api_->SessionGetInputCount(session_, &count) : api_->SessionGetOutputCount(session_, &count), "reading graph I/O");
-    std::set<std::string> out;
+    std::vector<std::string> out;
     for (size_t i = 0; i < count; ++i) {
       char* name = nullptr;
-      check(api_, inputs ? api_->SessionGetInputName(session_, i, alloc, &name) : api_->SessionGetOutputName(session_, i, alloc, &name),
-            "reading graph I/O");
-      out.insert(name);
+      check(api_, inputs ? api_->SessionGetInputName(session_, i, alloc, &name) : api_->SessionGetOutputName(session_, i, alloc, &name), "reading graph I/O");
+      out.emplace_back(name);
       alloc->Free(alloc, name);
     }
     return out;
   };
   std::string file = manifest.path("manifest.json");
-  std::set<std::string> graph_inputs = names(true), graph_outputs = names(false);
+  std::vector<std::string> graph_inputs = names(true), graph_outputs = names(false);
+  std::set<std::string> in_set(graph_inputs.begin(), graph_inputs.end()), out_set(graph_outputs.begin(), graph_outputs.end());
   for (const auto& n : input_names_) {
-    if (!graph_inputs.erase(n)) throw Error(AE_ERR_FORMAT, file + ": graph input '" + n + "' is not in " + manifest.onnx_file + "; re-export the package");
+    if (!in_set.erase(n)) throw Error(AE_ERR_FORMAT, file + ": graph input '" + n + "' is not in " + manifest.onnx_file + "; re-export the package");
   }
-  if (!graph_inputs.empty()) {
-    throw Error(AE_ERR_FORMAT, manifest.path(manifest.onnx_file) + ": graph input '" + *graph_inputs.begin() +
-                                   "' is not described by manifest.json; re-export the package");
+  if (!in_set.empty()) {
+    throw Error(AE_ERR_FORMAT, manifest.path(manifest.onnx_file) + ": graph input '" + *in_set.begin() + "' is not described by manifest.json; re-export the package");
   }
   for (const auto& n : output_names_) {
-    if (!graph_outputs.count(n)) throw Error(AE_ERR_FORMAT, file + ": graph output '" + n + "' is not in " + manifest.onnx_file + "; re-export the package");
+    if (!out_set.count(n)) throw Error(AE_ERR_FORMAT, file + ": graph output '" + n + "' is not in " + manifest.onnx_file + "; re-export the package");
   }
 }
 
-void AeEngine::run(const int64_t* tokens, size_t n, int64_t position, const float* past, float* present, float* logits) const {
+void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t* positions, const float* past, float* present, float* logits) const {
   struct Values {
     const OrtApi* api;
     std::vector<OrtValue*> v;
@@ -132,35 +208,46 @@ void AeEngine::run(const int64_t* tokens, size_t n, int64_t position, const floa
     }
   };
   Values in{api_, {}}, out{api_, {}};
-  auto tensor = [&](Values& into, void* data, size_t bytes, const std::vector<int64_t>& shape, ONNXTensorElementDataType type) {
+  auto tensor = [&](Values& into, const void* data, size_t bytes, const std::vector<int64_t>& shape, ONNXTensorElementDataType type) {
     OrtValue* value = nullptr;
-    check(api_, api_->CreateTensorWithDataAsOrtValue(memory_, data, bytes, shape.data(), shape.size(), type, &value), "creating a tensor");
+    check(api_, api_->CreateTensorWithDataAsOrtValue(memory_, const_cast<void*>(data), bytes, shape.data(), shape.size(), type, &value), "creating a tensor");
     into.v.push_back(value);
   };
   const auto f32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   const auto i64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-  tensor(in, const_cast<int64_t*>(tokens), n * sizeof(int64_t), {1, int64_t(n)}, i64);
-  tensor(in, &position, sizeof(int64_t), {1}, i64);
-  tensor(out, logits, n * size_t(manifest.vocab_size) * sizeof(float), {1, int64_t(n), manifest.vocab_size}, f32);
+  const int64_t b = int64_t(batch);
+  const size_t vocab = size_t(manifest.vocab_size);
+  tensor(in, tokens, batch * n * sizeof(int64_t), {b, int64_t(n)}, i64);
+  tensor(in, positions, batch * sizeof(int64_t), {b}, i64);
+  tensor(out, logits, batch * n * vocab * sizeof(float), {b, int64_t(n), manifest.vocab_size}, f32);
   for (size_t i = 0; i < manifest.state.size(); ++i) {
     const auto& s = manifest.state[i];
-    tensor(in, const_cast<float*>(past) + state_offsets[i], s.count * sizeof(float), s.shape, f32);
-    tensor(out, present + state_offsets[i], s.count * sizeof(float), s.shape, f32);
+    std::vector<int64_t> shape = s.shape;
+    shape[0] = b;
+    size_t offset = batch * state_offsets[i], bytes = batch * s.count * sizeof(float);
+    tensor(in, past + offset, bytes, shape, f32);
+    tensor(out, present + offset, bytes, shape, f32);
   }
   std::vector<const char*> in_names, out_names;
   for (const auto& s : input_names_) in_names.push_back(s.c_str());
   for (const auto& s : output_names_) out_names.push_back(s.c_str());
-  check(api_,
-        api_->Run(session_, nullptr, in_names.data(), in.v.data(), in.v.size(), out_names.data(), out_names.size(), out.v.data()),
+  check(api_, api_->Run(session_, nullptr, in_names.data(), in.v.data(), in.v.size(), out_names.data(), out_names.size(), out.v.data()),
         "running " + manifest.path(manifest.onnx_file));
+  size_t bad = ae::first_non_finite(logits, batch * n * vocab);
+  if (bad < batch * n * vocab) {
+    throw Error(AE_ERR_NON_FINITE, manifest.path(manifest.onnx_file) + ": the graph produced a non-finite logit (" + std::to_string(logits[bad]) +
+                                       "); the weights or the state are damaged (reset the stream; re-export the package)");
+  }
+  size_t floats = batch * state_floats;
+  bad = ae::first_non_finite(present, floats);
+  if (bad < floats) {
+    throw Error(AE_ERR_NON_FINITE, manifest.path(manifest.onnx_file) + ": the graph produced a non-finite state value (" + std::to_string(present[bad]) +
+                                       "); the weights or the state are damaged (reset the stream; re-export the package)");
+  }
 }
 
 AeStream::AeStream(AeEngine* e)
-    : engine(e),
-      state(e->state_floats, 0.0f),
-      next(e->state_floats, 0.0f),
-      logits(size_t(e->manifest.vocab_size), 0.0f),
-      seen(size_t(e->manifest.vocab_size), 0) {}
+    : engine(e), state(e->state_floats, 0.0f), next(e->state_floats, 0.0f), logits(size_t(e->manifest.vocab_size), 0.0f), seen(size_t(e->manifest.vocab_size), 0) {}
 
 void AeStream::reset() {
   std::fill(state.begin(), state.end(), 0.0f);
@@ -170,7 +257,7 @@ void AeStream::reset() {
   has_logits = false;
 }
 
-void AeStream::feed(const int32_t* tokens, size_t n) {
+void AeStream::check_tokens(const int32_t* tokens, size_t n) const {
   const ae::Manifest& m = engine->manifest;
   for (size_t i = 0; i < n; ++i) {
     if (tokens[i] < 0 || tokens[i] >= m.vocab_size) {
@@ -182,8 +269,12 @@ void AeStream::feed(const int32_t* tokens, size_t n) {
     throw Error(AE_ERR_POSITION, "stream position " + std::to_string(position) + " + " + std::to_string(n) + " tokens would pass the package's max_position " +
                                      std::to_string(m.max_position) + "; reset the stream");
   }
+}
+
+void AeStream::feed(const int32_t* tokens, size_t n) {
+  check_tokens(tokens, n);
   if (n == 0) return;
-  size_t vocab = size_t(m.vocab_size);
+  size_t vocab = size_t(engine->manifest.vocab_size);
   // State flows state -> next (-> spare -> next ... for long prefills); `state` is replaced only
   // after every chunk succeeded, so a failing call leaves the stream as it was.
   std::vector<float> spare(n > kMaxChunk ? state.size() : 0);
@@ -195,7 +286,8 @@ void AeStream::feed(const int32_t* tokens, size_t n) {
     size_t len = std::min(kMaxChunk, n - start);
     for (size_t i = 0; i < len; ++i) ids[i] = tokens[start + i];
     scratch.resize(len * vocab);
-    engine->run(ids.data(), len, int64_t(pos), src, dst, scratch.data());
+    int64_t p = int64_t(pos);
+    engine->run(ids.data(), 1, len, &p, src, dst, scratch.data());
     pos += len;
     src = dst;
     dst = dst == next.data() ? spare.data() : next.data();
@@ -205,4 +297,45 @@ void AeStream::feed(const int32_t* tokens, size_t n) {
   std::copy(scratch.end() - std::ptrdiff_t(vocab), scratch.end(), logits.begin());
   has_logits = true;
   for (size_t i = 0; i < n; ++i) seen[size_t(tokens[i])] = 1;
+}
+
+void ae::decode_batch(AeStream* const* streams, const int32_t* tokens, size_t n, float* out_logits) {
+  if (n == 0) return;
+  AeEngine* e = streams[0]->engine;
+  std::set<const AeStream*> distinct;
+  for (size_t b = 0; b < n; ++b) {
+    if (streams[b]->engine != e) throw Error(AE_ERR_MISMATCH, "ae_decode_batch: stream " + std::to_string(b) + " belongs to another engine than stream 0");
+    if (!distinct.insert(streams[b]).second) throw Error(AE_ERR_INVALID_ARGUMENT, "ae_decode_batch: stream " + std::to_string(b) + " appears twice");
+    try {
+      streams[b]->check_tokens(tokens + b, 1);
+    } catch (const Error& err) {
+      throw Error(err.status(), "ae_decode_batch: stream " + std::to_string(b) + ": " + err.what());
+    }
+  }
+  const ae::Manifest& m = e->manifest;
+  const size_t vocab = size_t(m.vocab_size), floats = e->state_floats;
+  // Stack: tensor i of every stream, then tensor i + 1 ... (the [batch, ...] layout run() expects).
+  std::vector<float> past(n * floats), present(n * floats), logits(n * vocab);
+  std::vector<int64_t> ids(n), positions(n);
+  for (size_t b = 0; b < n; ++b) {
+    ids[b] = tokens[b];
+    positions[b] = int64_t(streams[b]->position);
+    for (size_t i = 0; i < m.state.size(); ++i) {
+      size_t count = m.state[i].count, off = e->state_offsets[i];
+      std::memcpy(past.data() + n * off + b * count, streams[b]->state.data() + off, count * sizeof(float));
+    }
+  }
+  e->run(ids.data(), n, 1, positions.data(), past.data(), present.data(), logits.data());
+  for (size_t b = 0; b < n; ++b) {  // nothing below can fail
+    AeStream& s = *streams[b];
+    for (size_t i = 0; i < m.state.size(); ++i) {
+      size_t count = m.state[i].count, off = e->state_offsets[i];
+      std::memcpy(s.state.data() + off, present.data() + n * off + b * count, count * sizeof(float));
+    }
+    std::memcpy(s.logits.data(), logits.data() + b * vocab, vocab * sizeof(float));
+    s.has_logits = true;
+    s.position += 1;
+    s.seen[size_t(tokens[b])] = 1;
+  }
+  if (out_logits) std::memcpy(out_logits, logits.data(), logits.size() * sizeof(float));
 }

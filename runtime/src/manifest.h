@@ -1,5 +1,6 @@
-// manifest.json of a package (docs/package-format.md): parsed, validated, and the files it lists
-// checked against their sha256. Everything the engine needs to drive the graph comes from here.
+// manifest.json of a package (docs/package-format.md): parsed and validated with the rules of the
+// Python owner of the format (astroedge/manifest.py): every field required, typed and range-checked,
+// every file named a plain name inside the package and listed with size and sha256.
 #ifndef ASTROEDGE_RUNTIME_MANIFEST_H_
 #define ASTROEDGE_RUNTIME_MANIFEST_H_
 
@@ -20,28 +21,38 @@ struct StateSpec {
 
 struct FileEntry {
   std::string sha256;
-  int64_t bytes = -1;  // -1 when the manifest does not say
+  uint64_t bytes = 0;
 };
 
 struct Manifest {
-  std::string dir;  // the package directory, as given
+  std::string dir;     // the package directory, as given
+  std::string sha256;  // of manifest.json's bytes: the package's identity
   int format_version = 0;
   int32_t vocab_size = 0;
+  std::string precision;
   std::string onnx_file;
+  std::string external_data;  // "" when the graph has none
   std::string tokens_input, position_input, logits_output;
   std::vector<StateSpec> state;
   size_t state_bytes = 0;  // per stream, float32
   uint64_t max_position = 0;
-  std::string tokenizer;  // "bytes" or "hf"
+  std::string tokenizer;       // "bytes" or "hf"
+  std::string tokenizer_file;  // "" for "bytes"
   std::map<std::string, FileEntry> files;
 
   std::string path(const std::string& file) const { return dir + "/" + file; }
 };
 
-// Reads and validates `dir`/manifest.json. Throws ae::Error (AE_ERR_IO / AE_ERR_FORMAT / AE_ERR_VERSION).
-Manifest read_manifest(const std::string& dir);
-// Checks size and sha256 of every listed file; throws ae::Error(AE_ERR_CHECKSUM / AE_ERR_IO).
-void verify_files(const Manifest& m);
+// Limits of what a manifest may claim; sizes are checked against them before any allocation.
+constexpr uint64_t kMaxManifestBytes = 1u << 20;
+constexpr int64_t kMaxVocab = int64_t(1) << 24;
+constexpr uint64_t kMaxStateBytes = uint64_t(1) << 30;  // per stream
+constexpr uint64_t kMaxFileBytes = uint64_t(1) << 36;   // 64 GiB
+constexpr uint64_t kMaxPosition = uint64_t(1) << 53;
+
+// Parses and validates manifest.json `text` read from `dir` (`sha256` its digest). Throws
+// ae::Error(AE_ERR_FORMAT / AE_ERR_VERSION) naming the field. Pure: touches no file (fuzzed).
+Manifest parse_manifest(const std::string& text, const std::string& dir, const std::string& sha256);
 
 }  // namespace ae
 

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+
+#include "error.h"
 
 namespace ae {
 
@@ -13,9 +16,13 @@ double Sampler::uniform() {
   return double(z >> 11) * 0x1.0p-53;
 }
 
-int32_t Sampler::pick(const std::vector<float>& logits, const std::vector<uint8_t>& seen) {
-  const size_t vocab = logits.size();
-  z_.assign(logits.begin(), logits.end());
+int32_t Sampler::pick(const float* logits, size_t vocab, const uint8_t* seen) {
+  for (size_t i = 0; i < vocab; ++i) {
+    if (!std::isfinite(logits[i])) {
+      throw Error(AE_ERR_NON_FINITE, "logit " + std::to_string(i) + " is " + std::to_string(logits[i]) + ", not a finite number; the state is damaged: reset the stream");
+    }
+  }
+  z_.assign(logits, logits + vocab);
   if (config_.repetition_penalty != 1.0f) {
     const double penalty = config_.repetition_penalty;
     for (size_t i = 0; i < vocab; ++i) {

@@ -1,12 +1,6 @@
 #include "sha256.h"
 
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <memory>
-#include <vector>
-
-#include "error.h"
 
 namespace ae {
 namespace {
@@ -100,18 +94,6 @@ std::string to_hex(const uint8_t* bytes, size_t len) {
     s[2 * i + 1] = kDigits[bytes[i] & 15];
   }
   return s;
-}
-
-std::string sha256_file(const std::string& path) {
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), std::fclose);
-  if (!f) throw Error(AE_ERR_IO, path + ": cannot open (" + std::strerror(errno) + ")");
-  Sha256 sha;
-  std::vector<uint8_t> buf(1 << 20);
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), f.get())) > 0) sha.update(buf.data(), n);
-  if (std::ferror(f.get())) throw Error(AE_ERR_IO, path + ": read error while computing its sha256");
-  auto d = sha.digest();
-  return to_hex(d.data(), d.size());
 }
 
 }  // namespace ae

@@ -25,8 +25,6 @@ class Sha256 {
 };
 
 std::string to_hex(const uint8_t* bytes, size_t len);
-// Hex digest of a file, read in 1 MiB pieces. Throws ae::Error(AE_ERR_IO) if it cannot be read.
-std::string sha256_file(const std::string& path);
 
 }  // namespace ae
 

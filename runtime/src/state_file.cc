@@ -1,17 +1,15 @@
 #include "state_file.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdint>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "error.h"
+#include "fs.h"
 #include "sha256.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "state files are little-endian; this host is not");
 
 namespace ae {
 namespace {
@@ -39,11 +37,6 @@ std::vector<uint8_t> hex_to_bytes(const std::string& hex) {
   return out;
 }
 
-std::string folder_of(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
 }  // namespace
 
 size_t state_file_size(const AeEngine& engine) {
@@ -57,8 +50,8 @@ void save_state(const AeStream& stream, const std::string& path) {
   buf.insert(buf.end(), kMagic, kMagic + 8);
   put<uint32_t>(buf, AE_STATE_FILE_VERSION);
   put<uint32_t>(buf, stream.has_logits ? 1u : 0u);
-  std::vector<uint8_t> model = hex_to_bytes(e.model_sha256);
-  buf.insert(buf.end(), model.begin(), model.end());
+  std::vector<uint8_t> id = hex_to_bytes(e.manifest.sha256);
+  buf.insert(buf.end(), id.begin(), id.end());
   put<uint64_t>(buf, stream.position);
   put<uint64_t>(buf, e.state_floats);
   put<uint64_t>(buf, uint64_t(e.manifest.vocab_size));
@@ -70,64 +63,32 @@ void save_state(const AeStream& stream, const std::string& path) {
   sha.update(buf.data(), buf.size());
   auto d = sha.digest();
   buf.insert(buf.end(), d.begin(), d.end());
+  write_file_atomically(path, buf.data(), buf.size());
+}
 
-  std::string tmp = folder_of(path) + "/.aestate.XXXXXX";
-  std::vector<char> name(tmp.begin(), tmp.end());
-  name.push_back('\0');
-  int fd = mkstemp(name.data());
-  if (fd < 0) {
-    throw Error(AE_ERR_IO, path + ": cannot create a temp file in " + folder_of(path) + " (" + std::strerror(errno) +
-                               "); choose an existing, writable folder");
+void set_state(AeStream& stream, const float* state, uint64_t position, const float* logits, const std::string& what) {
+  const AeEngine& e = *stream.engine;
+  const size_t vocab = size_t(e.manifest.vocab_size);
+  if (position > e.manifest.max_position) {
+    throw Error(AE_ERR_INVALID_ARGUMENT, what + ": position " + std::to_string(position) + " is past the package's max_position " + std::to_string(e.manifest.max_position));
   }
-  size_t done = 0;
-  bool ok = true;
-  while (ok && done < buf.size()) {
-    ssize_t w = write(fd, buf.data() + done, buf.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    ok = w > 0;
-    if (ok) done += size_t(w);
+  size_t bad = first_non_finite(state, e.state_floats);
+  if (bad < e.state_floats) throw Error(AE_ERR_NON_FINITE, what + ": state value " + std::to_string(bad) + " is " + std::to_string(state[bad]) + ", not finite");
+  if (logits && (bad = first_non_finite(logits, vocab)) < vocab) {
+    throw Error(AE_ERR_NON_FINITE, what + ": logit " + std::to_string(bad) + " is " + std::to_string(logits[bad]) + ", not finite");
   }
-  int err = ok ? 0 : errno;
-  if (ok && fsync(fd) != 0) {
-    ok = false;
-    err = errno;
-  }
-  if (close(fd) != 0 && ok) {
-    ok = false;
-    err = errno;
-  }
-  if (ok && chmod(name.data(), 0644) != 0) {  // mkstemp makes 0600; a state file is ordinary data
-    ok = false;
-    err = errno;
-  }
-  if (ok && rename(name.data(), path.c_str()) != 0) {
-    ok = false;
-    err = errno;
-  }
-  if (!ok) {
-    unlink(name.data());
-    throw Error(AE_ERR_IO, path + ": cannot write the state file (" + std::strerror(err) + "); check the path and free space");
-  }
+  std::memcpy(stream.state.data(), state, e.state_floats * sizeof(float));
+  if (logits) std::memcpy(stream.logits.data(), logits, vocab * sizeof(float));
+  else std::fill(stream.logits.begin(), stream.logits.end(), 0.0f);
+  stream.position = position;
+  stream.has_logits = logits != nullptr;
+  std::fill(stream.seen.begin(), stream.seen.end(), uint8_t(0));  // history starts afresh
 }
 
 void load_state(AeStream& stream, const std::string& path) {
   const AeEngine& e = *stream.engine;
-  int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(AE_ERR_IO, path + ": cannot open the state file (" + std::strerror(errno) + ")");
-  std::vector<uint8_t> buf;
-  uint8_t chunk[65536];
-  ssize_t r;
-  while ((r = read(fd, chunk, sizeof chunk)) != 0) {
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      int err = errno;
-      close(fd);
-      throw Error(AE_ERR_IO, path + ": read error (" + std::strerror(err) + ")");
-    }
-    buf.insert(buf.end(), chunk, chunk + r);
-    if (buf.size() > state_file_size(e) + (1u << 20)) break;  // far too big: no need to read it all
-  }
-  close(fd);
+  const size_t expected = state_file_size(e);
+  std::vector<uint8_t> buf = read_user_file(path, expected + 4096);  // a little slack so that "too big" reads as damaged
   auto bad = [&](const std::string& why) { return Error(AE_ERR_FORMAT, path + ": " + why); };
   if (buf.size() < kHeader + kTrailer || std::memcmp(buf.data(), kMagic, 8) != 0) {
     throw bad("not an astroedge state file (written by ae_stream_save_state)");
@@ -137,28 +98,32 @@ void load_state(AeStream& stream, const std::string& path) {
     throw Error(AE_ERR_VERSION, path + ": state file version " + std::to_string(version) + " is newer than this runtime reads (" +
                                     std::to_string(AE_STATE_FILE_VERSION) + "); upgrade the astroedge runtime");
   }
+  if (version < AE_STATE_FILE_VERSION) {
+    throw Error(AE_ERR_VERSION, path + ": state file version " + std::to_string(version) + " is an old format this runtime no longer reads; save the state again");
+  }
   Sha256 sha;
   sha.update(buf.data(), buf.size() - kTrailer);
   auto d = sha.digest();
   if (std::memcmp(d.data(), buf.data() + buf.size() - kTrailer, kTrailer) != 0) throw bad("checksum mismatch: the file is truncated or damaged");
-  std::string model = to_hex(buf.data() + 16, 32);
-  if (model != e.model_sha256) {
-    throw Error(AE_ERR_MISMATCH, path + ": saved for another package (model.onnx sha256 " + model.substr(0, 16) + "...), this engine runs " +
-                                     e.model_sha256.substr(0, 16) + "...; load it with the package it came from");
+  std::string id = to_hex(buf.data() + 16, 32);
+  if (id != e.manifest.sha256) {
+    throw Error(AE_ERR_MISMATCH, path + ": saved for another package (manifest.json sha256 " + id.substr(0, 16) + "...), this engine runs " +
+                                     e.manifest.sha256.substr(0, 16) + "...; load it with the package it came from");
   }
   uint32_t flags = get<uint32_t>(buf.data() + 12);
   uint64_t position = get<uint64_t>(buf.data() + 48);
   uint64_t floats = get<uint64_t>(buf.data() + 56), vocab = get<uint64_t>(buf.data() + 64);
-  if (floats != e.state_floats || vocab != uint64_t(e.manifest.vocab_size) || buf.size() != state_file_size(e)) {
+  if (floats != e.state_floats || vocab != uint64_t(e.manifest.vocab_size) || buf.size() != expected) {
     throw bad("sizes do not match the package's state layout");
   }
-  if (position > e.manifest.max_position || (flags & ~1u) != 0) throw bad("invalid position or flags");
+  if ((flags & ~1u) != 0) throw bad("unknown flags " + std::to_string(flags));
+  if (position > e.manifest.max_position) throw bad("position " + std::to_string(position) + " is past the package's max_position");
   const uint8_t* p = buf.data() + kHeader;
-  std::memcpy(stream.state.data(), p, e.state_floats * sizeof(float));
-  std::memcpy(stream.logits.data(), p + e.state_floats * sizeof(float), size_t(vocab) * sizeof(float));
-  stream.position = position;
-  stream.has_logits = (flags & 1u) != 0;
-  std::fill(stream.seen.begin(), stream.seen.end(), uint8_t(0));  // as the Python runtime: history starts afresh
+  std::vector<float> state(e.state_floats);
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  std::memcpy(state.data(), p, state.size() * sizeof(float));
+  std::memcpy(logits.data(), p + state.size() * sizeof(float), logits.size() * sizeof(float));
+  set_state(stream, state.data(), position, (flags & 1u) ? logits.data() : nullptr, path);
 }
 
 }  // namespace ae
