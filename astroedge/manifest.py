@@ -438,7 +438,8 @@ def check_config(data: Any, source: str, field: str = "model") -> ModelConfig:
         in_range = ok_type and math.isfinite(value) and (lo <= value <= hi if inclusive else lo < value <= hi)
         if not in_range:
             shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-            bound = f"[{lo:g}, {hi:g}]" if inclusive else f"({lo:g}, {hi:g}]"
+            lo_text, hi_text = (f"{int(lo)}", f"{int(hi)}") if kind is int else (f"{lo:g}", f"{hi:g}")
+            bound = f"[{lo_text}, {hi_text}]" if inclusive else f"({lo_text}, {hi_text}]"
             raise UserError(f"{source}: field '{field}.{key}' = {shown} must be {'an integer' if kind is int else 'a number'} in {bound}")
         values[key] = kind(value)
     try:
