@@ -162,3 +162,58 @@ def test_c_sample_builds_against_the_installed_sdk_and_runs_after_moving_it(sdk:
     _run(["cc", "-o", str(tmp_path / "ae_pc"), str(SAMPLE_C), *flags])
     ids, _ = _ids([str(tmp_path / "ae_pc"), str(tiny_package), PROMPT, "24", "--ids"], env={**env, "LD_LIBRARY_PATH": str(moved / "lib")})
     assert ids == native
+
+
+# ------------------------------------------------------------------------------------------------
+# The wheel: built by scikit-build-core, installed into a fresh venv without torch, run outside the checkout.
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the wheel (CPU build) and astroedge[cpu] only: the device-side install."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    _run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-w", str(tmp / "dist"),
+         "-C", "cmake.define.ASTROEDGE_WITH_CUDA=OFF", "-C", f"build-dir={tmp / 'build'}"],
+        cwd=tmp,
+    )  # fmt: skip
+    (wheel,) = (tmp / "dist").glob("astroedge-*.whl")
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for want in ("astroedge/lib/libastroedge_ort.so", "astroedge/lib/libastroedge.so.1", "astroedge/include/astroedge.h",
+                 "astroedge/export/package.py", "astroedge/runtime/engine.py", "astroedge/contract/amsu.json"):  # fmt: skip
+        assert want in names, f"{wheel.name} lacks {want}"
+    assert not any(n.startswith("astroedge/lib/libonnxruntime") for n in names)  # the onnxruntime package brings its own
+    assert "-py3-none-linux_" in wheel.name  # a platform wheel, one for every CPython 3
+    _run([sys.executable, "-m", "venv", str(tmp / "venv")])
+    _run([str(tmp / "venv" / "bin" / "python"), "-m", "pip", "install", "-q", f"{wheel}[cpu]"])
+    return tmp / "venv"
+
+
+@pytest.mark.slow
+def test_wheel_runs_the_bundled_native_library_outside_the_checkout(wheel_venv: Path, tiny_package: Path, tmp_path: Path) -> None:
+    py = str(wheel_venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASTROEDGE_", "PYTHON", "LD_LIBRARY_PATH"))}
+    code = (
+        "import importlib.util, astroedge\n"
+        "from astroedge import native\n"
+        "from astroedge.runtime.engine import Engine\n"
+        f"e = Engine({str(tiny_package)!r})\n"
+        "print(importlib.util.find_spec('torch') is None, native.checkout_root(), astroedge.get_library_path(), e.kernel)\n"
+    )
+    r = _run([py, "-c", code], cwd=tmp_path, env=env)
+    no_torch, checkout, library, kernel = r.stdout.split()
+    site = str(wheel_venv)
+    assert no_torch == "True" and checkout == "None"
+    assert library.startswith(site) and library.endswith("astroedge/lib/libastroedge_ort.so")
+    assert kernel == "library"  # the bundled native kernels, not the ONNX fallback
+
+    # A host command refuses in one line, exit 2, naming the extra.
+    r = subprocess.run([str(wheel_venv / "bin" / "astroedge"), "export", "m.pt", "-o", "p.aepkg"], capture_output=True, text=True,
+                       cwd=tmp_path, env=env)  # fmt: skip
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "astroedge[host]" in r.stderr, r.stderr
+    # quantize without --eval-text never looks for the sample text inside site-packages.
+    code = "from astroedge.quantize import perplexity; print(perplexity.SAMPLE_TEXT)"
+    r = subprocess.run([py, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.stdout.strip() == "None", r.stderr
