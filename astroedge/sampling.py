@@ -1,6 +1,8 @@
-"""Next-token sampling on numpy logits: greedy, temperature, top-k, top-p, repetition penalty.
+"""Sampling settings: the ONE set of defaults, and next-token sampling on numpy logits for the host.
 
-Torch-free so the host CLI (`astroedge generate`) and the device runtime pick tokens the same way.
+The device runtime samples in libastroedge (one RNG, astroedge.h); DEFAULTS mirrors the header's
+AE_DEFAULT_* so that CLI options can show them without loading the library, and a test checks that
+they equal what the library reports. `Sampler` serves the host's `astroedge generate` (PyTorch logits).
 """
 
 from __future__ import annotations
@@ -14,12 +16,25 @@ from astroedge.errors import UserError
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
+class Defaults:
+    max_new_tokens: int = 200
     temperature: float = 0.8  # 0 = greedy
-    top_k: int = 0  # 0 = no limit
-    top_p: float = 1.0  # 1 = no nucleus cut
-    repetition_penalty: float = 1.0  # 1 = off; >1 discourages tokens already seen
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    repetition_penalty: float = 1.0  # 1 = off
     seed: int = 0
+
+
+DEFAULTS = Defaults()
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = DEFAULTS.temperature
+    top_k: int = DEFAULTS.top_k
+    top_p: float = DEFAULTS.top_p
+    repetition_penalty: float = DEFAULTS.repetition_penalty  # > 1 discourages tokens already seen, < 1 favours them
+    seed: int = DEFAULTS.seed
 
     def validate(self) -> SamplingConfig:
         if not (self.temperature >= 0 and np.isfinite(self.temperature)):
@@ -28,8 +43,8 @@ class SamplingConfig:
             raise UserError(f"--top-k {self.top_k}: must be >= 0 (0 = off)")
         if not (0 < self.top_p <= 1):
             raise UserError(f"--top-p {self.top_p}: must be in (0, 1]")
-        if not (self.repetition_penalty >= 1 and np.isfinite(self.repetition_penalty)):
-            raise UserError(f"--repetition-penalty {self.repetition_penalty}: must be >= 1 (1 = off)")
+        if not (self.repetition_penalty > 0 and np.isfinite(self.repetition_penalty)):
+            raise UserError(f"--repetition-penalty {self.repetition_penalty}: must be > 0 (1 = off)")
         return self
 
 

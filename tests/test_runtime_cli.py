@@ -63,7 +63,8 @@ print(json.dumps({{"tokens": tokens, "torch": "torch" in sys.modules, "kernel": 
 
 def test_streaming_20k_tokens_keeps_memory_flat(tiny_package: Path) -> None:
     """Constant-size state: 20k generated tokens must not grow the process (RSS < 2 MB after warm-up)."""
-    proc = python(f"""
+    proc = python(
+        f"""
 from astroedge.runtime import Engine
 from astroedge.runtime.stats import proc_status_kib
 stream = Engine({str(tiny_package)!r}, threads=1).create_stream()
@@ -74,7 +75,9 @@ n = 0
 for _ in stream.generate(None, 20000, temperature=0.8, top_k=40, repetition_penalty=1.1, seed=2):
     n += 1
 print(n, before, proc_status_kib("VmRSS"), stream.position)
-""", timeout=300)
+""",
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     n, before, after, position = map(int, proc.stdout.split())
     assert n == 20000 and position == len("warm up") + 22000
@@ -83,14 +86,14 @@ print(n, before, proc_status_kib("VmRSS"), stream.position)
 
 def test_cli_run_streams_text_and_prints_stats(tiny_package: Path, tmp_path: Path) -> None:
     greedy = ("--temperature", "0")
-    proc = cli(tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "12", *greedy, "--stats", "--save-state", tmp_path / "s.npz")
+    proc = cli(tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "12", *greedy, "--stats", "--save-state", tmp_path / "s.aestate")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ROMEO:")
     for label in ("time to first token ms", "latency p50 ms", "latency p99 ms", "tokens per s", "peak rss mib", "state bytes per stream"):
         assert label in proc.stderr
     assert "2880" in proc.stderr  # tiny: 2 layers x (5*8*8 + 40) floats
     whole = cli(tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "20", "--temperature", "0")
-    resumed = cli(tiny_package, "--load-state", tmp_path / "s.npz", "--max-new-tokens", "8", "--temperature", "0")
+    resumed = cli(tiny_package, "--load-state", tmp_path / "s.aestate", "--max-new-tokens", "8", "--temperature", "0")
     assert resumed.returncode == 0, resumed.stderr
     # the fixture's 12th token ends a character, so the two halves' texts concatenate exactly
     assert proc.stdout.rstrip("\n") + resumed.stdout.rstrip("\n") == whole.stdout.rstrip("\n")
@@ -115,17 +118,18 @@ def test_cli_state_file_of_another_model(tiny_package: Path, tmp_path: Path) -> 
     manifest = json.loads((other / "manifest.json").read_text())
     manifest["created_by"] = "another export"
     (other / "manifest.json").write_text(json.dumps(manifest))
-    assert cli(other, "--prompt", "x", "--max-new-tokens", "1", "--save-state", tmp_path / "o.npz").returncode == 0
-    assert_user_error(cli(tiny_package, "--load-state", tmp_path / "o.npz"), "o.npz", "belongs to another package")
+    assert cli(other, "--prompt", "x", "--max-new-tokens", "1", "--save-state", tmp_path / "o.aestate").returncode == 0
+    assert_user_error(cli(tiny_package, "--load-state", tmp_path / "o.aestate"), "o.aestate", "another package")
 
 
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--device", "tensorrt"], ["tensorrt", "not installed"]),
-        (["--device", "jetson"], ["not a Jetson"]),
+        (["--device", "tensorrt"], ["tensorrt", "TensorRT"]),
+        (["--device", "jetson"], ["jetson"]),
         (["--device", "npu"], ["device 'npu' is unknown"]),
-        (["--temperature", "-1"], ["--temperature"]),
+        (["--temperature", "-1"], ["temperature"]),
+        (["--repetition-penalty", "0"], ["repetition"]),
     ],
 )
 def test_cli_bad_options(tiny_package: Path, args: list[str], fragments: list[str]) -> None:
@@ -137,19 +141,105 @@ def test_cli_cuda_without_the_gpu_build_is_refused_not_run_on_cpu(tiny_package: 
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here; the refusal path needs the CPU build")
-    assert_user_error(cli(tiny_package, "--prompt", "x", "--device", "cuda"), "CUDAExecutionProvider", "onnxruntime-gpu")
+    assert_user_error(cli(tiny_package, "--prompt", "x", "--device", "cuda"), "cuda", "onnxruntime-gpu")
 
 
 def test_cli_missing_package(tmp_path: Path) -> None:
-    assert_user_error(cli(tmp_path / "none.aepkg", "--prompt", "x"), "package not found")
+    assert_user_error(cli(tmp_path / "none.aepkg", "--prompt", "x"), "none.aepkg", "not found")
 
 
 def test_sample_app_continues_one_conversation(tiny_package: Path, tmp_path: Path) -> None:
     app = ROOT / "samples" / "python_app" / "chat.py"
-    args = [sys.executable, str(app), str(tiny_package), "--max-new-tokens", "5", "--stop", "@@never@@", "--state", str(tmp_path / "c.npz")]
+    args = [
+        sys.executable,
+        str(app),
+        str(tiny_package),
+        "--max-new-tokens",
+        "5",
+        "--stop",
+        "@@never@@",
+        "--state",
+        str(tmp_path / "c.aestate"),
+    ]
     first = subprocess.run([*args, "ROMEO:", "JULIET:"], capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     assert "> ROMEO:" in first.stdout and "[11 tokens in the conversation" in first.stdout and "[23 tokens" in first.stdout
     again = subprocess.run(args, input="KING:\n", capture_output=True, text=True, timeout=120)  # stdin, resumed state
     assert again.returncode == 0, again.stderr
     assert "[34 tokens in the conversation, state 2880 bytes]" in again.stdout
+
+
+# -- --json, --stop, --library ------------------------------------------------------------------------
+
+
+def test_cli_json_and_stop(tiny_package: Path) -> None:
+    proc = cli(tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "30", "--temperature", "0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert len(out["tokens"]) == 30 and out["prompt_tokens"] == list(b"ROMEO:") and out["position"] == 36
+    assert out["text"] == bytes(out["tokens"]).decode("utf-8", errors="replace")[: len(out["text"])]
+    assert out["stats"]["generated_tokens"] == 30 and out["stats"]["state_bytes_per_stream"] == 2880
+    stop = out["text"][5:7]
+    first = out["text"].index(stop) + len(stop)
+    stopped = json.loads(cli(tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "30", "--temperature", "0", "--json",
+                             "--stop", "@@never@@", "--stop", stop).stdout)  # fmt: skip
+    assert stopped["text"] == out["text"][:first] and stopped["tokens"] == out["tokens"][: len(stopped["tokens"])]
+
+
+def test_cli_refuses_a_named_library_that_cannot_load(tiny_package: Path, tmp_path: Path) -> None:
+    assert_user_error(cli(tiny_package, "--prompt", "x", "--library", tmp_path / "nope.so"), "nope.so")
+    env = {**os.environ, "ASTROEDGE_ORT_LIBRARY": str(tmp_path / "gone.so")}
+    proc = subprocess.run([str(ASTROEDGE), "run", str(tiny_package), "--prompt", "x"], capture_output=True, text=True, timeout=120, env=env)
+    assert_user_error(proc, "ASTROEDGE_ORT_LIBRARY", "gone.so")
+
+
+# -- the C sample app and the Python binding: one state format, one RNG ------------------------------
+
+
+@pytest.fixture(scope="module")
+def c_app() -> Path:
+    from astroedge.native import runtime_library_path
+
+    lib = runtime_library_path()
+    app = None if lib is None else lib.parent / "ae_generate"
+    if app is None or not app.is_file():
+        pytest.skip("the C sample app (build/runtime/ae_generate) is not built: make setup")
+    return app
+
+
+def same_library() -> list[str]:
+    """The AMSU implementation both sides run: the native library where built, else the fallback function."""
+    from astroedge.native import get_library_path
+
+    return ["--library", str(get_library_path() or "")]
+
+
+def c_ids(app: Path, *args: str | Path) -> list[int]:
+    proc = subprocess.run([str(app), *map(str, args), "--ids", *same_library()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return [int(t) for t in proc.stdout.split()]
+
+
+def py_ids(*args: str | Path) -> list[int]:
+    proc = cli(*args, "--json", *same_library())
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)["tokens"]
+
+
+def test_one_seed_samples_the_same_tokens_in_the_c_app_and_python(c_app: Path, tiny_package: Path) -> None:
+    settings = ["--temperature", "0.9", "--top-k", "50", "--top-p", "0.95", "--repetition-penalty", "1.1", "--seed", "77"]
+    want = c_ids(c_app, tiny_package, "ROMEO:", "40", *settings)
+    assert py_ids(tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "40", *settings) == want
+    other = c_ids(c_app, tiny_package, "ROMEO:", "40", *settings[:-1], "78")
+    assert other != want  # the seed matters
+
+
+def test_state_files_cross_between_the_c_app_and_python(c_app: Path, tiny_package: Path, tmp_path: Path) -> None:
+    greedy = ["--temperature", "0"]
+    whole = c_ids(c_app, tiny_package, "ROMEO:", "20", *greedy)
+    c_state, py_state = tmp_path / "c.aestate", tmp_path / "py.aestate"
+    assert c_ids(c_app, tiny_package, "ROMEO:", "12", *greedy, "--save-state", c_state) == whole[:12]
+    assert py_ids(tiny_package, "--load-state", c_state, "--max-new-tokens", "8", *greedy) == whole[12:]  # C -> Python
+    assert py_ids(tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "12", *greedy, "--save-state", py_state) == whole[:12]
+    assert c_ids(c_app, tiny_package, "", "8", *greedy, "--load-state", py_state) == whole[12:]  # Python -> C
+    assert c_state.read_bytes() == py_state.read_bytes()  # one format: the same stream saves the same bytes

@@ -7,6 +7,7 @@ per token on the 100,000th token as on the first (the constant-memory promise of
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -97,8 +98,10 @@ def test_generation_from_an_hf_tokenizer_package_streams_the_full_decode(tiny_pa
     (pkg / "tokenizer.json").write_text(tok.json_text, encoding="utf-8")
     manifest = json.loads((pkg / "manifest.json").read_text())
     manifest["tokenizer"] = {"type": "hf", "vocab_size": 256, "file": "tokenizer.json"}
+    data = (pkg / "tokenizer.json").read_bytes()
+    manifest["files"]["tokenizer.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     (pkg / "manifest.json").write_text(json.dumps(manifest))
-    engine = Engine(pkg, verify=False)
+    engine = Engine(pkg)
     out = list(engine.create_stream().generate("ROMEO:", 3000, temperature=1.0, seed=1))
     tokens = [t for t, _ in out]
     text = "".join(p for _, p in out)

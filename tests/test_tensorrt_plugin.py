@@ -245,12 +245,11 @@ def _amsu_onnx(dtype: type[np.floating], case: dict[str, np.ndarray]) -> bytes:
 def trt_env() -> tuple[object, object]:
     trt = pytest.importorskip("tensorrt", reason="TensorRT's Python module is not installed")
     from astroedge.errors import UserError
-    from astroedge.runtime.tensorrt_backend import plugin_library
+    from astroedge.native import tensorrt_plugin_path
 
-    try:
-        library = plugin_library()
-    except UserError as e:
-        pytest.skip(str(e))
+    library = tensorrt_plugin_path()
+    if library is None:
+        pytest.skip("the AMSU TensorRT plugin is not built (make plugins, with the TensorRT headers)")
     from astroedge.runtime.cuda_memory import CudaRuntime
 
     try:

@@ -1,4 +1,4 @@
-"""astroedge.runtime: run an astroedge package without torch (device side).
+"""astroedge.runtime: run an astroedge package without torch (device side), over libastroedge.
 
     from astroedge.runtime import Engine
     engine = Engine("model.aepkg", device="cpu")
@@ -6,7 +6,8 @@
     for token, text in stream.generate("ROMEO:", max_new_tokens=100):
         print(text, end="", flush=True)
 
-See docs/runtime.md for the API, the threading rules and the state file format.
+A thin ctypes binding: streams, batching, state, state files, sampling and package checks are the C
+library's (runtime/include/astroedge.h). See docs/runtime.md for the API and the threading rules.
 """
 
 from astroedge.runtime.engine import Engine, Stream
