@@ -4,6 +4,7 @@ tests/fixtures/conformance/ holds a tiny committed package in four precisions an
 after every one of a fixed list of tokens decoded from a non-zero state at position 3e9 (> 2**31), and
 the state after the last. make_fixtures.py there wrote them with onnxruntime running the graphs directly
 (not through libastroedge); fixtures.json states the tolerances and why they are what they are.
+The binding and the C sample app, both over libastroedge, must agree with each other bit for bit.
 """
 
 from __future__ import annotations
@@ -92,3 +93,33 @@ def test_fixture_files_are_what_the_index_says() -> None:
     assert INDEX["start_position"] > 2**31
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     assert total < 1024 * 1024  # committed: keep it small
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_c_app_and_python_agree_bit_for_bit(precision: str, start: np.ndarray, tmp_path: Path) -> None:
+    """From the fixture's start state the C sample app and the binding decode the same tokens and end in
+    byte-identical state files (state, position and logits, all float32 bits)."""
+    import subprocess
+
+    from astroedge.native import get_library_path, runtime_library_path
+
+    lib = runtime_library_path()
+    app = None if lib is None else lib.parent / "ae_generate"
+    if app is None or not app.is_file():
+        pytest.skip("the C sample app (build/runtime/ae_generate) is not built: make setup")
+    library = str(get_library_path() or "")
+    engine = Engine(FIXTURES / INDEX["precisions"][precision]["package"], library=library)
+    stream = engine.create_stream()
+    stream.set_state(start, INDEX["start_position"])
+    stream.step(INDEX["tokens"][0])
+    stream.save_state(tmp_path / "start.aestate")
+    py = [t for t, _ in stream.generate(None, 24, temperature=0.9, seed=5)]
+    stream.save_state(tmp_path / "py.aestate")
+    proc = subprocess.run(
+        [str(app), str(engine.path), "", "24", "--temperature", "0.9", "--seed", "5", "--ids", "--library", library,
+         "--load-state", str(tmp_path / "start.aestate"), "--save-state", str(tmp_path / "c.aestate")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [int(t) for t in proc.stdout.split()] == py
+    assert (tmp_path / "c.aestate").read_bytes() == (tmp_path / "py.aestate").read_bytes()
