@@ -1,10 +1,16 @@
-"""Atomic writes: a reader never sees a half-written file or package directory."""
+"""Atomic writes: a reader never sees a half-written file or package directory.
+
+Temp paths are `.NAME.PID-RANDOM.tmp` beside the output. A writer killed by SIGKILL cannot clean up,
+so the next writer into that folder removes the temps of NAME whose writer process is gone (and
+untagged ones from older versions once they are an hour old); a live writer's temp is never touched.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +27,55 @@ def check_parent(path: Path) -> None:
         raise UserError(f"{path}: folder {parent} is not writable; choose another output path")
 
 
+STALE_UNTAGGED_S = 3600.0  # temps without a writer pid (written before pids were recorded)
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove `.NAME.*.tmp` leftovers of killed writers of `path`; returns what was removed."""
+    prefix, removed = f".{path.name}.", []
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        tag = name[len(prefix) : -len(".tmp")].split("-", 1)[0]
+        try:
+            if tag.isdigit() and len(tag) < 10:
+                stale = not _writer_alive(int(tag))
+            else:
+                stale = time.time() - entry.lstat().st_mtime > STALE_UNTAGGED_S
+            if not stale:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:  # gone already, or not ours to remove: leave it
+            continue
+    return removed
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}-"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -32,7 +87,8 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success rename it over `path`, on error remove it."""
     path = Path(path)
     check_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the user's usual mode
@@ -51,7 +107,8 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
     if path.exists() and not force:
         raise UserError(f"{path}: already exists; pass --force to overwrite it")
     check_parent(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         if path.exists():
