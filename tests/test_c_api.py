@@ -896,7 +896,7 @@ def test_engine_create_errors(api: Api, package: Path, tmp_path: Path) -> None:
     assert lib.ae_engine_create(p, ctypes.byref(handle)) == AE_ERR_INVALID_ARGUMENT and b"package_dir" in lib.ae_last_error()
     lib.ae_engine_params_destroy(p)
     bad = copy_package(package, tmp_path / "bad.aepkg", {"state": [{"name": "h.0"}]})
-    assert api.create_engine(bad)[0] == AE_ERR_FORMAT and b"state[0].input" in lib.ae_last_error()
+    assert api.create_engine(bad)[0] == AE_ERR_FORMAT and b"state[0].dtype" in lib.ae_last_error()
     status, _ = api.create_engine(package, amsu_library=str(tmp_path / "x.so").encode())
     assert status == AE_ERR_IO and b"x.so: no such file" in lib.ae_last_error()
     status, _ = api.create_engine(package, device=b"cuda")

@@ -10,6 +10,8 @@
 
 #include "error.h"
 #include "fs.h"
+#include "json.h"
+#include "onnx_graph.h"
 #include "sha256.h"
 
 namespace {
@@ -92,6 +94,21 @@ AeEngine::AeEngine(const AeEngineParams& params) : device(params.device) {
     else if (name == manifest.external_data) external = std::move(bytes);
     else if (name == manifest.tokenizer_file) tokenizer_data = std::move(bytes);
   }
+  if (!tokenizer_data.empty()) {
+    std::string text(tokenizer_data.begin(), tokenizer_data.end());
+    if (tokenizer_data.size() > ae::kMaxTokenizerBytes) {
+      throw Error(AE_ERR_FORMAT, dir.path(manifest.tokenizer_file) + ": " + std::to_string(tokenizer_data.size()) + " bytes, more than a tokenizer may hold (" +
+                                     std::to_string(ae::kMaxTokenizerBytes) + ")");
+    }
+    try {
+      ae::parse_json(text, 64);  // UTF-8 and well-formed; the binding's tokenizers library reads the rest
+    } catch (const std::runtime_error& e) {
+      throw Error(AE_ERR_FORMAT, dir.path(manifest.tokenizer_file) + ": not a valid tokenizer file (" + e.what() + "); re-export the package with 'astroedge export'");
+    }
+  }
+  // The graph is checked before onnxruntime sees it: it may read no file but the listed external data.
+  std::string model_path = dir.path(manifest.onnx_file);
+  ae::check_graph(ae::graph_facts(model.data(), model.size(), model_path), manifest, model_path);
   for (const auto& s : manifest.state) {
     state_offsets.push_back(state_floats);
     state_floats += s.count;

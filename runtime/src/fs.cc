@@ -53,9 +53,12 @@ uint64_t regular_size(int fd, const std::string& shown) {
 }  // namespace
 
 bool plain_name(const std::string& name) {
-  if (name.empty() || name == "." || name == "..") return false;
-  for (unsigned char c : name) {
-    if (c == '/' || c == '\\' || c < 0x20 || c == 0x7F) return false;
+  // astroedge/manifest.py NAME_PATTERN: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}. It leaves no room for
+  // "/", "\\", "..", a leading dot or a control character.
+  auto word = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; };
+  if (name.empty() || name.size() > 128 || !word(name[0])) return false;
+  for (char c : name) {
+    if (!word(c) && c != '.' && c != '-') return false;
   }
   return true;
 }

@@ -11,7 +11,7 @@
 
 namespace ae {
 
-// A plain file name: non-empty, no '/', no '\\', not "." or "..", no NUL, no control characters.
+// A plain file name: [A-Za-z0-9_][A-Za-z0-9._-]{0,127} (so no '/', '\\', '..', leading dot).
 bool plain_name(const std::string& name);
 
 // A package folder, opened once; members are read relative to it.

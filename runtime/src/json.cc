@@ -15,15 +15,44 @@ const Json* Json::find(const std::string& key) const {
   return it == object.end() ? nullptr : &it->second;
 }
 
-bool Json::is_integer() const {
-  return kind == Kind::kNumber && std::isfinite(number) && std::floor(number) == number && std::fabs(number) <= 9.007199254740992e15;
+bool Json::is_integer() const { return kind == Kind::kNumber && integral && std::fabs(number) <= 9.007199254740992e15; }
+
+namespace {
+
+// Offset of the first byte that is not part of well-formed UTF-8 (no overlong forms, no
+// surrogates, nothing above U+10FFFF), or text.size().
+size_t first_invalid_utf8(const std::string& text) {
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  size_t i = 0, n = text.size();
+  while (i < n) {
+    unsigned char c = s[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int need = 0;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    else if (c >= 0xE0 && c <= 0xEF) need = 2, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4) need = 3, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else return i;
+    if (size_t(need) >= n - i) return i;  // truncated sequence at the end
+    for (int k = 1; k <= need; ++k) {
+      unsigned char b = s[i + size_t(k)];
+      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF)) return i;
+    }
+    i += size_t(need) + 1;
+  }
+  return n;
 }
+
+}  // namespace
 
 namespace {
 
 class Parser {
  public:
-  explicit Parser(const std::string& text) : s_(text) {}
+  Parser(const std::string& text, int max_depth) : s_(text), max_depth_(max_depth) {}
 
   Json document() {
     Json v = value(0);
@@ -33,7 +62,6 @@ class Parser {
   }
 
  private:
-  static constexpr int kMaxDepth = 64;
 
   [[noreturn]] void fail(const std::string& what) const {
     size_t line = 1, col = 1;
@@ -60,11 +88,11 @@ class Parser {
   }
 
   Json value(int depth) {
-    if (depth > kMaxDepth) fail("nested too deeply");
     skip_space();
     if (pos_ >= s_.size()) fail("unexpected end of text");
     Json v;
     char c = s_[pos_];
+    if ((c == '{' || c == '[') && depth >= max_depth_) fail("nested deeper than " + std::to_string(max_depth_) + " levels");
     if (c == '{') {
       v.kind = Json::Kind::kObject;
       ++pos_;
@@ -80,6 +108,7 @@ class Parser {
         skip_space();
         if (pos_ >= s_.size() || s_[pos_] != ':') fail("expected ':' after a key");
         ++pos_;
+        if (v.object.count(key)) fail("key \"" + key.substr(0, 60) + "\" appears twice");
         v.object[key] = value(depth + 1);
         skip_space();
         if (pos_ < s_.size() && s_[pos_] == ',') {
@@ -132,7 +161,9 @@ class Parser {
     if (consume("null")) return v;
     if (c == '-' || (c >= '0' && c <= '9')) {
       v.kind = Json::Kind::kNumber;
+      size_t start = pos_;
       v.number = number();
+      v.integral = s_.find_first_of(".eE", start) >= pos_;
       return v;
     }
     fail(std::string("unexpected character '") + c + "'");
@@ -159,7 +190,7 @@ class Parser {
     double out = 0.0;
     // from_chars is locale-independent (strtod would read "0.5" wrongly under a "," locale).
     auto res = std::from_chars(s_.data() + start, s_.data() + pos_, out);
-    if (res.ec != std::errc()) fail("number out of range");
+    if (res.ec != std::errc() || !std::isfinite(out)) fail("number out of range");
     return out;
   }
 
@@ -227,11 +258,16 @@ class Parser {
   }
 
   const std::string& s_;
+  int max_depth_;
   size_t pos_ = 0;
 };
 
 }  // namespace
 
-Json parse_json(const std::string& text) { return Parser(text).document(); }
+Json parse_json(const std::string& text, int max_depth) {
+  size_t bad = first_invalid_utf8(text);
+  if (bad < text.size()) throw std::runtime_error("not UTF-8 text (byte " + std::to_string(bad) + ")");
+  return Parser(text, max_depth).document();
+}
 
 }  // namespace ae
