@@ -6,7 +6,7 @@
 Prompts come from the arguments, else one per line from stdin. The stream is NOT reset between
 prompts: each reply continues the conversation so far, in constant memory (AM-SNet carries a
 fixed-size state, no KV cache). --state FILE resumes from and saves to a state file.
-Needs only numpy and onnxruntime (no torch).
+Needs only numpy, onnxruntime and libastroedge (no torch); state files are libastroedge's.
 """
 
 from __future__ import annotations
