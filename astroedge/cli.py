@@ -56,7 +56,11 @@ def generate(
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
 ) -> None:
     """Continue a prompt with the step form (memory constant in the output length), streaming text."""
+    from astroedge.errors import check_sampling, check_utf8
     from astroedge.generate import generate_text
+
+    check_utf8(prompt, "--prompt")
+    check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
 
     for piece in generate_text(model, prompt, max_new_tokens, temperature, top_k, top_p, seed):
         sys.stdout.write(piece)
