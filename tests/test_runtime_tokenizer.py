@@ -7,9 +7,6 @@ per token on the 100,000th token as on the first (the constant-memory promise of
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -88,20 +85,13 @@ def test_100k_tokens_grow_resident_memory_by_less_than_2_mb(hf: HFTokenizer) -> 
     assert grown < 2 * 1024 * 1024, f"resident memory grew by {grown / 1024:.0f} KiB over 100,000 tokens"
 
 
-def test_generation_from_an_hf_tokenizer_package_streams_the_full_decode(tiny_package: Path, tmp_path: Path) -> None:
-    """A byte-level BPE of exactly the model's 256 ids: random-weight output splits characters everywhere."""
+def test_generation_from_an_hf_tokenizer_package_streams_the_full_decode(hf_tiny_package: Path) -> None:
+    """Token ids from libastroedge, text from the binding's decoder: the pieces are the full decode."""
     from astroedge.runtime import Engine
 
-    tok = train(256, "bytelevel")
-    assert tok.vocab_size == 256
-    pkg = shutil.copytree(tiny_package, tmp_path / "hf.aepkg")
-    (pkg / "tokenizer.json").write_text(tok.json_text, encoding="utf-8")
-    manifest = json.loads((pkg / "manifest.json").read_text())
-    manifest["tokenizer"] = {"type": "hf", "vocab_size": 256, "file": "tokenizer.json"}
-    data = (pkg / "tokenizer.json").read_bytes()
-    manifest["files"]["tokenizer.json"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    (pkg / "manifest.json").write_text(json.dumps(manifest))
-    engine = Engine(pkg)
+    engine = Engine(hf_tiny_package)
+    tok = engine.tokenizer
+    assert isinstance(tok, HFTokenizer)
     out = list(engine.create_stream().generate("ROMEO:", 3000, temperature=1.0, seed=1))
     tokens = [t for t, _ in out]
     text = "".join(p for _, p in out)
