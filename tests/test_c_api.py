@@ -945,3 +945,225 @@ def test_one_engine_serves_streams_on_four_threads(api: Api, engine: P) -> None:
     for t in threads:
         t.join()
     assert [got[i] for i in range(4)] == expected
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile packages (issue 13, C side): paths, file types, checksums of every byte that runs
+
+
+def rewrite_manifest(pkg: Path, edit: object) -> None:
+    """Apply `edit(manifest)` and re-list every file's size and sha256 (a consistent, re-signed package)."""
+    m = json.loads((pkg / "manifest.json").read_text())
+    edit(m)  # type: ignore[operator]
+    for name in m["files"]:
+        if (pkg / name).is_file():
+            data = (pkg / name).read_bytes()
+            m["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (pkg / "manifest.json").write_text(json.dumps(m, indent=1))
+
+
+def external_data_package(src: Path, dst: Path) -> Path:
+    """The package with its weights moved to model.onnx.data (as the exporter does for big models)."""
+    import onnx
+
+    shutil.copytree(src, dst)
+    model = onnx.load(str(dst / "model.onnx"))
+    onnx.save_model(model, str(dst / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=64)
+
+    def edit(m: dict) -> None:
+        m["onnx"]["external_data"] = "model.onnx.data"
+        m["files"]["model.onnx.data"] = {}
+
+    rewrite_manifest(dst, edit)
+    return dst
+
+
+def hf_package(src: Path, dst: Path, text: bytes) -> Path:
+    shutil.copytree(src, dst)
+    (dst / "tokenizer.json").write_bytes(text)
+
+    def edit(m: dict) -> None:
+        m["tokenizer"] = {"type": "hf", "vocab_size": 256, "file": "tokenizer.json"}
+        m["files"]["tokenizer.json"] = {}
+
+    rewrite_manifest(dst, edit)
+    return dst
+
+
+def refused(api: Api, package: Path, status: int, *words: str) -> str:
+    got, handle = api.create_engine(package)
+    msg = api.lib.ae_last_error().decode()
+    assert got == status and handle.value is None, (got, msg)
+    assert "\n" not in msg and all(w in msg for w in words), msg
+    return msg
+
+
+def test_external_data_runs_and_every_byte_of_it_is_verified(api: Api, engine: P, package: Path, tmp_path: Path) -> None:
+    ext = external_data_package(package, tmp_path / "ext.aepkg")
+    assert (ext / "model.onnx.data").stat().st_size > (ext / "model.onnx").stat().st_size
+    e = api.engine(ext)
+    a, b = api.stream(e), api.stream(engine)
+    try:
+        assert api.feed(a, list(PROMPT.encode())).tobytes() == api.feed(b, list(PROMPT.encode())).tobytes()
+    finally:
+        api.lib.ae_stream_destroy(a)
+        api.lib.ae_stream_destroy(b)
+        api.lib.ae_engine_destroy(e)
+
+    data = bytearray((ext / "model.onnx.data").read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 8] = bytes(8)  # zeroed weights, same size
+    (ext / "model.onnx.data").write_bytes(bytes(data))
+    refused(api, ext, AE_ERR_CHECKSUM, "model.onnx.data", "sha256")
+    (ext / "model.onnx.data").write_bytes(bytes(data[:-4]))
+    refused(api, ext, AE_ERR_CHECKSUM, "model.onnx.data", "bytes")
+
+    unlisted = external_data_package(package, tmp_path / "unlisted.aepkg")
+
+    def drop(m: dict) -> None:
+        m["onnx"]["external_data"] = None
+        del m["files"]["model.onnx.data"]
+
+    rewrite_manifest(unlisted, drop)
+    refused(api, unlisted, AE_ERR_FORMAT, "model.onnx", "keeps its data in 'model.onnx.data'", "not the package's listed")
+
+
+def test_graph_external_data_location_outside_the_package_is_refused(api: Api, package: Path, tmp_path: Path) -> None:
+    import onnx
+
+    for i, location in enumerate(("../outside.data", "/etc/passwd", "sub/model.onnx.data")):
+        pkg = external_data_package(package, tmp_path / f"loc{i}.aepkg")
+        shutil.copy(pkg / "model.onnx.data", tmp_path / "outside.data")
+        model = onnx.load(str(pkg / "model.onnx"), load_external_data=False)
+        for t in model.graph.initializer:
+            for entry in t.external_data:
+                if entry.key == "location":
+                    entry.value = location
+        (pkg / "model.onnx").write_bytes(model.SerializeToString())
+        rewrite_manifest(pkg, lambda m: None)
+        refused(api, pkg, AE_ERR_FORMAT, "model.onnx", location, "not the package's listed")
+
+
+@pytest.mark.parametrize("field", ["onnx.file", "onnx.external_data", "tokenizer.file", "files"])
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "sub/model.onnx", "..", ".hidden"])
+def test_every_manifest_field_that_names_a_file_refuses_traversal(api: Api, package: Path, tmp_path: Path, field: str, name: str) -> None:
+    pkg = copy_package(package, tmp_path / "p.aepkg")
+    m = json.loads((pkg / "manifest.json").read_text())
+    if field == "onnx.file":
+        m["onnx"]["file"] = name
+    elif field == "onnx.external_data":
+        m["onnx"]["external_data"] = name
+    elif field == "tokenizer.file":
+        m["tokenizer"] = {"type": "hf", "vocab_size": 256, "file": name}
+    else:
+        m["files"][name] = dict(m["files"]["model.onnx"])
+    (pkg / "manifest.json").write_text(json.dumps(m))
+    refused(api, pkg, AE_ERR_FORMAT, field)
+
+
+def test_symlinks_fifos_and_devices_in_the_package_are_refused_without_a_hang(api: Api, package: Path, tmp_path: Path) -> None:
+    ext = external_data_package(package, tmp_path / "ext.aepkg")
+    hf = hf_package(package, tmp_path / "hf.aepkg", b'{"model": {"type": "BPE"}}')
+    for pkg, name in ((package, "manifest.json"), (package, "model.onnx"), (ext, "model.onnx.data"), (hf, "tokenizer.json")):
+        for kind in ("symlink-inside", "symlink-outside", "devzero", "fifo"):
+            bad = tmp_path / f"{pkg.name}-{name}-{kind}"
+            shutil.copytree(pkg, bad)
+            target = bad / name
+            target.unlink()
+            if kind == "symlink-inside":  # same bytes, a link to a copy inside the package: still refused
+                shutil.copy(pkg / name, bad / "copy")
+                target.symlink_to("copy")
+            elif kind == "symlink-outside":
+                shutil.copy(pkg / name, tmp_path / f"{bad.name}.real")
+                target.symlink_to(tmp_path / f"{bad.name}.real")
+            elif kind == "devzero":
+                target.symlink_to("/dev/zero")
+            else:
+                os.mkfifo(target)
+            msg = refused(api, bad, AE_ERR_IO, name)
+            assert ("symbolic link" in msg) if kind != "fifo" else ("FIFO" in msg), msg
+    (tmp_path / "dir.aepkg").mkdir()
+    (tmp_path / "dir.aepkg" / "manifest.json").mkdir()
+    refused(api, tmp_path / "dir.aepkg", AE_ERR_IO, "a folder")
+    refused(api, package / "manifest.json", AE_ERR_IO, "not a directory")
+
+
+def test_hf_tokenizer_bytes_are_listed_verified_and_handed_over(api: Api, package: Path, tmp_path: Path) -> None:
+    text = '{"version": "1.0", "model": {"type": "BPE", "vocab": {"é": 0}}}'.encode()
+    hf = hf_package(package, tmp_path / "hf.aepkg", text)
+    e = api.engine(hf)
+    try:
+        n = ctypes.c_size_t()
+        data = api.lib.ae_engine_tokenizer_data(e, ctypes.byref(n))
+        assert ctypes.string_at(data, n.value) == text and api.lib.ae_engine_tokenizer(e) == b"hf"
+        count = ctypes.c_size_t()
+        assert api.lib.ae_tokenize(e, b"x", 1, (ctypes.c_int32 * 1)(), 1, ctypes.byref(count)) == AE_ERR_UNSUPPORTED
+        assert b"tokenizer.json" in api.lib.ae_last_error()
+        s = api.stream(e)
+        api.feed(s, [1, 2])
+        params = api.gen_params(stops=(b"x",))
+        assert api.lib.ae_generate(s, None, 0, params, CALLBACK(), None, None, None) == AE_ERR_UNSUPPORTED
+        api.lib.ae_generate_params_destroy(params)
+        ids, pieces, _ = api.generate(s, [], max_tokens=3)  # token-level: no pieces
+        assert len(ids) == 3 and pieces == [b"", b"", b""]
+        api.lib.ae_stream_destroy(s)
+    finally:
+        api.lib.ae_engine_destroy(e)
+
+    swapped = copy_package(hf, tmp_path / "swapped.aepkg")
+    (swapped / "tokenizer.json").write_bytes(text.replace(b"BPE", b"WPE"))
+    refused(api, swapped, AE_ERR_CHECKSUM, "tokenizer.json", "sha256")
+    unlisted = copy_package(hf, tmp_path / "unlisted.aepkg")
+    rewrite_manifest(unlisted, lambda m: m["files"].pop("tokenizer.json"))
+    refused(api, unlisted, AE_ERR_FORMAT, "tokenizer.file", "not listed")
+    latin1 = hf_package(package, tmp_path / "latin1.aepkg", '{"model": "é"}'.encode("latin-1"))
+    refused(api, latin1, AE_ERR_FORMAT, "tokenizer.json", "UTF-8")
+
+
+def test_non_finite_weights_are_an_error_not_a_token(api: Api, package: Path, tmp_path: Path) -> None:
+    import onnx
+    from onnx import numpy_helper
+
+    pkg = copy_package(package, tmp_path / "nan.aepkg")
+    model = onnx.load(str(pkg / "model.onnx"))
+    biggest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    values = numpy_helper.to_array(biggest).copy()
+    values.flat[: values.size // 2] = np.nan
+    biggest.CopyFrom(numpy_helper.from_array(values, biggest.name))
+    onnx.save_model(model, str(pkg / "model.onnx"))
+    rewrite_manifest(pkg, lambda m: None)
+    e = api.engine(pkg)
+    s = api.stream(e)
+    try:
+        logits = (ctypes.c_float * 256)()
+        assert api.lib.ae_stream_feed(s, (ctypes.c_int32 * 3)(72, 105, 33), 3, logits) == AE_ERR_NON_FINITE
+        assert b"non-finite" in api.lib.ae_last_error() and api.lib.ae_stream_position(s) == 0
+        assert api.lib.ae_generate(s, (ctypes.c_int32 * 1)(72), 1, None, CALLBACK(), None, None, None) == AE_ERR_NON_FINITE
+    finally:
+        api.lib.ae_stream_destroy(s)
+        api.lib.ae_engine_destroy(e)
+    msg = one_line_error(run_sample(build_runtime(BUILD), str(pkg), PROMPT))
+    assert "non-finite" in msg
+
+
+def test_damaged_graphs_with_matching_checksums_give_one_line_refusals(build: Path, package: Path, tmp_path: Path) -> None:
+    """Truncated and bit-flipped model.onnx, re-listed with the right sha256 (a careless re-signer): no
+    crash, no hang, no multi-line onnxruntime dump: exit 0 (a flip that changes nothing that matters) or
+    exit 2 with one line."""
+    import random
+
+    rng = random.Random(13)
+    original = (package / "model.onnx").read_bytes()
+    outcomes = {0: 0, 2: 0}
+    for i in range(24):
+        pkg = copy_package(package, tmp_path / f"m{i}.aepkg")
+        data = bytearray(original[: rng.randrange(len(original))] if i % 3 == 0 else original)
+        for _ in range(0 if i % 3 == 0 else 1 + i % 4):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        (pkg / "model.onnx").write_bytes(bytes(data))
+        rewrite_manifest(pkg, lambda m: None)
+        proc = run_sample(build, str(pkg), PROMPT, "4", "--ids")
+        assert proc.returncode in (0, 2), (i, proc.returncode, proc.stderr.decode())
+        if proc.returncode == 2:
+            one_line_error(proc)
+        outcomes[proc.returncode] += 1
+    assert outcomes[2] >= 8  # every truncation is refused
