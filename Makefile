@@ -33,10 +33,11 @@ plugins: $(STAMP) ort-headers
 ort-headers: $(STAMP)
 	@CMAKE=$(VENV)/bin/cmake $(STEP) "onnxruntime headers (.deps/onnxruntime)" ort-headers plugins/scripts/get_ort_headers.sh
 
-# The CPU kernel against a naive step loop under ASan + UBSan (tests/kernels/amsu_cpu_test.cc).
+# The CPU kernels against naive float64 loops under ASan + UBSan (tests/kernels/*_cpu_test.cc).
 sanitize: plugins
-	$(VENV)/bin/cmake --build $(BUILD)/plugins -j2 --target amsu_cpu_test_asan
+	$(VENV)/bin/cmake --build $(BUILD)/plugins -j2 --target amsu_cpu_test_asan spikematmul_cpu_test_asan
 	$(BUILD)/plugins/amsu_cpu_test_asan
+	$(BUILD)/plugins/spikematmul_cpu_test_asan
 
 # C runtime build/runtime/libastroedge.so and the C sample build/runtime/ae_generate (docs/c-api.md);
 # tests/test_c_api.py runs the sample.

@@ -90,7 +90,7 @@ def ports(prefix: str, kind: str, items: list[dict[str, Any]], contract: dict[st
         ]
         decl, ref = dims_array(f"{p}_DIMS", shape)
         lines += decl
-        rows.append(f'  {{{p}_NAME, {p}_DTYPE, {p}_ONNX_TYPE, {p}_RANK, {p}_SHAPE, {ref}, {p}_OPTIONAL}},')
+        rows.append(f"  {{{p}_NAME, {p}_DTYPE, {p}_ONNX_TYPE, {p}_RANK, {p}_SHAPE, {ref}, {p}_OPTIONAL}},")
     lines.append(f"static const AstroedgePortSpec {prefix}_{kind}_SPECS[{prefix}_NUM_{kind}S] = {{")
     lines += rows
     lines.append("};")

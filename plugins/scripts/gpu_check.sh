@@ -18,10 +18,10 @@ BUILD=build/plugins-gpu
 command -v nvcc >/dev/null || { echo "error: nvcc not found; add the CUDA toolkit's bin folder to PATH" >&2; exit 1; }
 "$CMAKE" -S plugins -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DASTROEDGE_WITH_ORT=OFF -DASTROEDGE_CUDA_ARCHS="$CUDA_ARCHS" \
   -DPython3_EXECUTABLE="$(command -v "$PYTHON")" >/dev/null
-"$CMAKE" --build "$BUILD" -j"$(nproc)" --target amsu_kernels_cuda_test
+"$CMAKE" --build "$BUILD" -j"$(nproc)" --target amsu_kernels_cuda_test spikematmul_kernels_cuda_test
 mkdir -p build/plugins
-cp "$BUILD/libamsu_kernels_cuda_test.so" build/plugins/
+cp "$BUILD/libamsu_kernels_cuda_test.so" "$BUILD/libspikematmul_kernels_cuda_test.so" build/plugins/
 
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
-"$PYTHON" -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gpu.py
+"$PYTHON" -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gpu.py tests/test_kernels_spikematmul_gpu.py
 "$PYTHON" -m astroedge.bench.amsu_cuda --out "$OUT_DIR/amsu_cuda.json"

@@ -1,6 +1,7 @@
-// ONNX Runtime custom-op library for astroedge::AMSU (op contract astroedge/contract/amsu.json).
+// astroedge::AMSU for ONNX Runtime (op contract astroedge/contract/amsu.json), part of libastroedge_ort.so
+// (plugins/common/ort_library.cc registers it).
 //
-// Registers the op for the CPU execution provider (float and float16 inputs) and, when compiled
+// Adds the op for the CPU execution provider (float and float16 inputs) and, when compiled
 // with ASTROEDGE_WITH_CUDA, also for the CUDA execution provider on ORT's compute stream. Names,
 // port order and attribute names come from amsu_contract.h, generated from the JSON contract.
 // Every bad input becomes an ORT error status (ORT_INVALID_ARGUMENT naming the input and the
@@ -15,17 +16,28 @@
 
 #include "amsu_contract.h"
 #include "amsu_kernels.h"
+#include "contract_shapes.h"
+#include "ort_ops.h"
 #include "onnxruntime_lite_custom_op.h"
 
 namespace {
 
+using astroedge::resolve;
+using astroedge::same_text;
+using astroedge::shape_str;
+using astroedge::Symbols;
 using Ort::Custom::Tensor;
 
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::string out = "[";
-  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
-  return out + "]";
-}
+// Compute's signature below types each port by hand (Tensor<T> or Tensor<float>): hold it to the contract.
+static_assert(AMSU_NUM_INPUTS == 9 && AMSU_NUM_OUTPUTS == 3, "AMSU contract ports changed: update Compute's signature");
+static_assert(same_text(AMSU_INPUT_X_DTYPE, "T") && same_text(AMSU_INPUT_Q_DTYPE, "T") && same_text(AMSU_INPUT_K_DTYPE, "T") &&
+                  same_text(AMSU_INPUT_V_DTYPE, "T") && same_text(AMSU_OUTPUT_S_DTYPE, "T"),
+              "AMSU contract: x, q, k, v, s must be of type parameter T");
+static_assert(same_text(AMSU_INPUT_W_O_DTYPE, "float32") && same_text(AMSU_INPUT_GAMMA_DTYPE, "float32") &&
+                  same_text(AMSU_INPUT_BETA_DTYPE, "float32") && same_text(AMSU_INPUT_H_IN_DTYPE, "float32") &&
+                  same_text(AMSU_INPUT_U_IN_DTYPE, "float32") && same_text(AMSU_OUTPUT_H_OUT_DTYPE, "float32") &&
+                  same_text(AMSU_OUTPUT_U_OUT_DTYPE, "float32"),
+              "AMSU contract: weights and state must be float32");
 
 struct Attrs {
   std::string node;
@@ -68,34 +80,23 @@ Attrs read_attrs(const OrtKernelInfo* info) {
   return a;
 }
 
-// Empty string when the shapes follow the contract, else a one-line explanation.
+// Empty string when the shapes follow the contract, else a one-line explanation. The expected shapes
+// come from the contract's symbolic dims (amsu_contract.h): B, S, D from x, NH from the attribute.
 std::string check_shapes(const Attrs& a, const std::vector<const std::vector<int64_t>*>& in) {
   const std::vector<int64_t>& x = *in[AMSU_INPUT_X];
   const std::string where = "AMSU node '" + a.node + "': input '";
-  if (x.size() != 3) return where + "x' has shape " + shape_str(x) + "; expected rank 3 [B, S, D]";
-  const int64_t B = x[0], D = x[2], NH = a.num_heads;
-  if (D % NH) return where + "x' has D = " + std::to_string(D) + " channels, not divisible by num_heads = " + std::to_string(NH);
-  const int64_t HD = D / NH;
-  struct Want {
-    int index;
-    const char* name;
-    std::vector<int64_t> shape;
-    const char* symbolic;
-  };
-  const Want wants[] = {
-      {AMSU_INPUT_Q, "q", x, "[B, S, D] like x"},
-      {AMSU_INPUT_K, "k", x, "[B, S, D] like x"},
-      {AMSU_INPUT_V, "v", x, "[B, S, D] like x"},
-      {AMSU_INPUT_W_O, "w_o", {D}, "[D]"},
-      {AMSU_INPUT_GAMMA, "gamma", {NH}, "[NH]"},
-      {AMSU_INPUT_BETA, "beta", {D}, "[D]"},
-      {AMSU_INPUT_H_IN, "h_in", {B, NH, HD, HD}, "[B, NH, HD, HD]"},
-      {AMSU_INPUT_U_IN, "u_in", {B, D}, "[B, D]"},
-  };
-  for (const Want& w : wants) {
-    if (*in[w.index] != w.shape)
-      return where + w.name + "' has shape " + shape_str(*in[w.index]) + "; expected " + w.symbolic + " = " + shape_str(w.shape) +
-             " (B, S, D from x " + shape_str(x) + ", NH = num_heads = " + std::to_string(NH) + ", HD = D / NH)";
+  if (x.size() != AMSU_INPUT_X_RANK)
+    return where + AMSU_INPUT_X_NAME + "' has shape " + shape_str(x) + "; expected rank " + std::to_string(AMSU_INPUT_X_RANK) + " " +
+           AMSU_INPUT_X_SHAPE;
+  const int64_t B = x[0], S = x[1], D = x[2], NH = a.num_heads;
+  if (D % NH) return where + AMSU_INPUT_X_NAME + "' has D = " + std::to_string(D) + " channels, not divisible by num_heads = " + std::to_string(NH);
+  const Symbols symbols{{"B", B}, {"S", S}, {"D", D}, {"NH", NH}, {"HD", D / NH}};
+  for (int i = 0; i < AMSU_NUM_INPUTS; ++i) {
+    const AstroedgePortSpec& spec = AMSU_INPUT_SPECS[i];
+    const std::vector<int64_t> want = resolve(spec.dims, spec.rank, symbols);
+    if (*in[i] != want)
+      return where + spec.name + "' has shape " + shape_str(*in[i]) + "; expected " + spec.shape + " = " + shape_str(want) + " (B, S, D from " +
+             AMSU_INPUT_X_NAME + " " + shape_str(x) + ", NH = " + AMSU_ATTR_NUM_HEADS + " = " + std::to_string(NH) + ", HD = D / NH)";
   }
   return {};
 }
@@ -131,41 +132,13 @@ struct AmsuKernel {
   Attrs attrs_;
 };
 
-// Op objects and the domain must outlive every session that uses them, and RegisterCustomOps runs
-// once per SessionOptions: create them once and never free them (a static destructor could run
-// after onnxruntime itself is gone at process exit).
-Ort::CustomOpDomain* domain() {
-  static Ort::CustomOpDomain* dom = [] {
-    auto* d = new Ort::CustomOpDomain(AMSU_OP_DOMAIN);
-    d->Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<float, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
-    d->Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<Ort::Float16_t, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
-#ifdef ASTROEDGE_WITH_CUDA
-    d->Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<float, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
-    d->Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<Ort::Float16_t, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
-#endif
-    return d;
-  }();
-  return dom;
-}
-
 }  // namespace
 
-extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
-                                                                                           const OrtApiBase* api_base) {
-  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
-  if (!api) {  // GetApi(1) exists in every release: enough to report the problem
-    const std::string msg = std::string("astroedge AMSU library needs onnxruntime >= 1.") + std::to_string(ORT_API_VERSION) +
-                            " (C API version " + std::to_string(ORT_API_VERSION) + "); this process has onnxruntime " +
-                            api_base->GetVersionString() + ": upgrade onnxruntime";
-    return api_base->GetApi(1)->CreateStatus(ORT_FAIL, msg.c_str());
-  }
-  static std::once_flag init;
-  std::call_once(init, [api] { Ort::InitApi(api); });
-  try {
-    return api->AddCustomOpDomain(options, *domain());
-  } catch (const Ort::Exception& e) {
-    return api->CreateStatus(e.GetOrtErrorCode(), e.what());
-  } catch (const std::exception& e) {
-    return api->CreateStatus(ORT_FAIL, e.what());
-  }
+void astroedge_add_amsu_ops(Ort::CustomOpDomain& domain) {
+  domain.Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<float, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
+  domain.Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<Ort::Float16_t, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
+#ifdef ASTROEDGE_WITH_CUDA
+  domain.Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<float, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
+  domain.Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<Ort::Float16_t, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
+#endif
 }

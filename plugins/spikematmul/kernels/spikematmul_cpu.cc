@@ -1,0 +1,498 @@
+// SpikeMatMul on the CPU (contract astroedge/contract/spikematmul.json, ABI spikematmul_kernels.h).
+//
+// Two paths, chosen per call:
+// - sparse: per output row, the list of fired inputs; the weight rows of those inputs are added, four at
+//   a time, into an accumulator of up to kChunk columns that stays in L1. A decode step therefore reads
+//   only the fired rows, each as one contiguous stream. Rows whose spikes are all exactly 1 take adds
+//   only; int8 rows of ones are summed in int32 (exact) and scaled once per channel.
+// - dense: a blocked product (4 x 16 register tiles) of the spikes with the weight, dequantised strip by
+//   strip for the quantised formats. Taken when many rows fire densely (prefill at a high firing rate),
+//   where a register-tiled product beats one add per loaded weight.
+// Both split the output columns over std::threads when the call is big enough to pay for them.
+//
+// The hot loops are plain C++ that GCC vectorises at -O3 on any target (SSE2 / NEON); on x86-64 they
+// are also compiled for x86-64-v3 (AVX2, FMA, F16C) and picked at load time (target_clones). This file
+// is compiled with -ffp-contract=fast: the AVX2 clone then fuses the dense product's multiply-adds.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "spikematmul_kernels.h"
+
+namespace {
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define SMM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define SMM_CLONES
+#endif
+
+using half = _Float16;
+
+constexpr int64_t kChunk = 512;       // accumulator columns (2 KiB of float: stays in L1), one row (decode)
+constexpr int64_t kChunkRows = 128;   // with many rows: a K x 128 weight panel (1.5 MiB at K = 3072) is re-read from L2
+constexpr int64_t kColAlign = 64;     // thread column ranges start at multiples of this (even: int4 bytes)
+constexpr int64_t kMinWorkPerThread = 1 << 18;  // ~0.25 M weight elements per thread before splitting pays
+
+struct Call {
+  int64_t M, K, N, bs;
+  SmmActType act;
+  SmmWeightFormat format;
+  SmmBuffers buf;
+};
+
+// Fired inputs of every row: CSR of (index, value) and whether every value is exactly 1.
+struct Fired {
+  std::vector<int32_t> idx;
+  std::vector<float> val;
+  std::vector<int64_t> start;  // M + 1
+  std::vector<uint8_t> ones;   // M
+};
+
+float load_act(const void* p, SmmActType act, int64_t i) {
+  return act == SMM_ACT_FLOAT32 ? static_cast<const float*>(p)[i] : static_cast<float>(static_cast<const half*>(p)[i]);
+}
+
+Fired collect(const Call& c) {
+  Fired f;
+  f.start.resize(c.M + 1);
+  f.ones.resize(c.M);
+  f.start[0] = 0;
+  for (int64_t m = 0; m < c.M; ++m) {
+    bool ones = true;
+    for (int64_t k = 0; k < c.K; ++k) {
+      const float s = load_act(c.buf.spikes, c.act, m * c.K + k);
+      if (s != 0.0f) {
+        f.idx.push_back(static_cast<int32_t>(k));
+        f.val.push_back(s);
+        ones = ones && s == 1.0f;
+      }
+    }
+    f.ones[m] = ones;
+    f.start[m + 1] = static_cast<int64_t>(f.idx.size());
+  }
+  return f;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Sparse path: acc[0..w) += sum of the fired rows' columns [n0, n0 + w).
+
+// Rows of ones, 4 at a time: a tree of adds per column, one store.
+SMM_CLONES void add_rows_f32(float* acc, const float* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
+  int64_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const float* r0 = W + idx[i] * ldw + n0;
+    const float* r1 = W + idx[i + 1] * ldw + n0;
+    const float* r2 = W + idx[i + 2] * ldw + n0;
+    const float* r3 = W + idx[i + 3] * ldw + n0;
+    for (int64_t j = 0; j < w; ++j) acc[j] += (r0[j] + r1[j]) + (r2[j] + r3[j]);
+  }
+  for (; i < count; ++i) {
+    const float* r = W + idx[i] * ldw + n0;
+    for (int64_t j = 0; j < w; ++j) acc[j] += r[j];
+  }
+}
+
+SMM_CLONES void add_rows_f16(float* acc, const half* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
+  int64_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const half* r0 = W + idx[i] * ldw + n0;
+    const half* r1 = W + idx[i + 1] * ldw + n0;
+    const half* r2 = W + idx[i + 2] * ldw + n0;
+    const half* r3 = W + idx[i + 3] * ldw + n0;
+    for (int64_t j = 0; j < w; ++j)
+      acc[j] += (static_cast<float>(r0[j]) + static_cast<float>(r1[j])) + (static_cast<float>(r2[j]) + static_cast<float>(r3[j]));
+  }
+  for (; i < count; ++i) {
+    const half* r = W + idx[i] * ldw + n0;
+    for (int64_t j = 0; j < w; ++j) acc[j] += static_cast<float>(r[j]);
+  }
+}
+
+// int8 rows of ones: exact int32 sums (4 int8 fit in int16 before widening).
+SMM_CLONES void add_rows_i8(int32_t* acc, const int8_t* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
+  int64_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const int8_t* r0 = W + idx[i] * ldw + n0;
+    const int8_t* r1 = W + idx[i + 1] * ldw + n0;
+    const int8_t* r2 = W + idx[i + 2] * ldw + n0;
+    const int8_t* r3 = W + idx[i + 3] * ldw + n0;
+    for (int64_t j = 0; j < w; ++j) acc[j] += static_cast<int16_t>(static_cast<int16_t>(r0[j] + r1[j]) + static_cast<int16_t>(r2[j] + r3[j]));
+  }
+  for (; i < count; ++i) {
+    const int8_t* r = W + idx[i] * ldw + n0;
+    for (int64_t j = 0; j < w; ++j) acc[j] += r[j];
+  }
+}
+
+// General values (any non-zero spike): acc += v * row, for float and int8 (scale applied by the caller).
+SMM_CLONES void axpy_rows_f32(float* acc, const float* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
+                              int64_t w) {
+  for (int64_t i = 0; i < count; ++i) {
+    const float* r = W + idx[i] * ldw + n0;
+    const float v = val[i];
+    for (int64_t j = 0; j < w; ++j) acc[j] += v * r[j];
+  }
+}
+
+SMM_CLONES void axpy_rows_f16(float* acc, const half* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
+                              int64_t w) {
+  for (int64_t i = 0; i < count; ++i) {
+    const half* r = W + idx[i] * ldw + n0;
+    const float v = val[i];
+    for (int64_t j = 0; j < w; ++j) acc[j] += v * static_cast<float>(r[j]);
+  }
+}
+
+SMM_CLONES void axpy_rows_i8(float* acc, const int8_t* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
+                             int64_t w) {
+  for (int64_t i = 0; i < count; ++i) {
+    const int8_t* r = W + idx[i] * ldw + n0;
+    const float v = val[i];
+    for (int64_t j = 0; j < w; ++j) acc[j] += v * static_cast<float>(r[j]);
+  }
+}
+
+// int4: accumulators split by nibble (even columns in ev, odd in od, indexed by byte), so the loops run
+// over bytes with no shuffles; the caller interleaves them.
+
+// Bytes [t0, t1) of one row, scale looked up per run of whole-block bytes (any even block size).
+inline void i4_generic(float* ev, float* od, const uint8_t* r, const float* sc, float v, int64_t b0, int64_t t0, int64_t t1, int64_t half_bs) {
+  for (int64_t j = t0; j < t1;) {
+    const int64_t end = std::min(t1, j + (half_bs - (b0 + j) % half_bs));
+    const float s = v * sc[(b0 + j) / half_bs];
+    for (int64_t t = j; t < end; ++t) {
+      ev[t] += s * static_cast<float>((r[t] & 15) - 8);
+      od[t] += s * static_cast<float>((r[t] >> 4) - 8);
+    }
+    j = end;
+  }
+}
+
+// `blocks` whole blocks of HB bytes from byte 0 (aligned to a block): a fixed trip count that vectorises.
+template <int64_t HB>
+__attribute__((always_inline)) inline void i4_blocks(float* ev, float* od, const uint8_t* r, const float* sc, float v, int64_t blocks) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float s = v * sc[b];
+    const uint8_t* rb = r + b * HB;
+    float* e = ev + b * HB;
+    float* o = od + b * HB;
+    for (int64_t t = 0; t < HB; ++t) {
+      e[t] += s * static_cast<float>((rb[t] & 15) - 8);
+      o[t] += s * static_cast<float>((rb[t] >> 4) - 8);
+    }
+  }
+}
+
+// Columns [n0, n0 + w), n0 even.
+SMM_CLONES void axpy_rows_i4(float* ev, float* od, const uint8_t* W, int64_t ldw, const float* scale, int64_t nb_row, int64_t bs,
+                             const int32_t* idx, const float* val, int64_t count, int64_t n0, int64_t w) {
+  const int64_t b0 = n0 / 2, bytes = (w + 1) / 2, hb = bs / 2;
+  const bool aligned = b0 % hb == 0;
+  const int64_t blocks = aligned ? bytes / hb : 0, tail = blocks * hb;
+  for (int64_t i = 0; i < count; ++i) {
+    const uint8_t* r = W + idx[i] * ldw + b0;
+    const float* sc = scale + idx[i] * nb_row;
+    const float v = val[i];
+    switch (aligned ? hb : 0) {
+      case 8: i4_blocks<8>(ev, od, r, sc + b0 / hb, v, blocks); break;
+      case 16: i4_blocks<16>(ev, od, r, sc + b0 / hb, v, blocks); break;
+      case 32: i4_blocks<32>(ev, od, r, sc + b0 / hb, v, blocks); break;
+      case 64: i4_blocks<64>(ev, od, r, sc + b0 / hb, v, blocks); break;
+      default: i4_generic(ev, od, r, sc, v, b0, 0, bytes, hb); continue;
+    }
+    i4_generic(ev, od, r, sc, v, b0, tail, bytes, hb);
+  }
+}
+
+void store_row(const Call& c, int64_t m, int64_t n0, int64_t w, const float* acc) {
+  const float* bias = c.buf.bias;
+  if (c.act == SMM_ACT_FLOAT32) {
+    float* y = static_cast<float*>(c.buf.y) + m * c.N + n0;
+    for (int64_t j = 0; j < w; ++j) y[j] = acc[j] + (bias ? bias[n0 + j] : 0.0f);
+  } else {
+    half* y = static_cast<half*>(c.buf.y) + m * c.N + n0;
+    for (int64_t j = 0; j < w; ++j) y[j] = static_cast<half>(acc[j] + (bias ? bias[n0 + j] : 0.0f));
+  }
+}
+
+// Weight columns [n0, n0 + w) as float, row-major [K, w].
+SMM_CLONES void dequantize_strip(const Call& c, int64_t n0, int64_t w, float* out) {
+  const int64_t nb_row = c.format == SMM_WEIGHT_INT4 ? (c.N + c.bs - 1) / c.bs : 0;
+  for (int64_t k = 0; k < c.K; ++k) {
+    float* o = out + k * w;
+    switch (c.format) {
+      case SMM_WEIGHT_FLOAT32: std::memcpy(o, static_cast<const float*>(c.buf.weight) + k * c.N + n0, w * sizeof(float)); break;
+      case SMM_WEIGHT_FLOAT16: {
+        const half* r = static_cast<const half*>(c.buf.weight) + k * c.N + n0;
+        for (int64_t j = 0; j < w; ++j) o[j] = static_cast<float>(r[j]);
+        break;
+      }
+      case SMM_WEIGHT_INT8: {
+        const int8_t* r = static_cast<const int8_t*>(c.buf.weight) + k * c.N + n0;
+        for (int64_t j = 0; j < w; ++j) o[j] = static_cast<float>(r[j]) * c.buf.scale[n0 + j];
+        break;
+      }
+      case SMM_WEIGHT_INT4: {
+        const uint8_t* r = static_cast<const uint8_t*>(c.buf.weight) + k * ((c.N + 1) / 2);
+        const float* sc = c.buf.scale + k * nb_row;
+        for (int64_t j = 0; j < w;) {  // runs of one scale block
+          const int64_t end = std::min(w, j + (c.bs - (n0 + j) % c.bs));
+          const float s = sc[(n0 + j) / c.bs];
+          for (int64_t t = j; t < end; ++t) {
+            const int64_t n = n0 + t;
+            o[t] = static_cast<float>(((r[n >> 1] >> (4 * (n & 1))) & 15) - 8) * s;
+          }
+          j = end;
+        }
+        break;
+      }
+    }
+  }
+}
+
+// Sparse path over output columns [c0, c1) for every row.
+void sparse_columns(const Call& c, const Fired& f, int64_t c0, int64_t c1) {
+  std::vector<float> acc(kChunk), ev(kChunk / 2 + 1), od(kChunk / 2 + 1);
+  std::vector<int32_t> iacc(kChunk);
+  const int64_t nb_row = c.format == SMM_WEIGHT_INT4 ? (c.N + c.bs - 1) / c.bs : 0;
+  // Column panels outermost with many rows, so a panel's fired weight rows are reused from cache by
+  // every row; rows outermost for decode (one row: long contiguous reads).
+  const int64_t chunk = c.M > 1 ? kChunkRows : kChunk;
+  // Quantised or fp16 weights with many fired rows in total: dequantise each panel once and add float
+  // rows, instead of dequantising a fired row again for every row that needs it.
+  const bool panel = c.format != SMM_WEIGHT_FLOAT32 && c.M > 1 && 2 * f.start[c.M] >= c.K;
+  std::vector<float> strip(panel ? c.K * chunk : 0);
+  for (int64_t n0 = c0; n0 < c1; n0 += chunk) {
+    const int64_t w = std::min(chunk, c1 - n0);
+    if (panel) dequantize_strip(c, n0, w, strip.data());
+    for (int64_t m = 0; m < c.M; ++m) {
+      const int32_t* idx = f.idx.data() + f.start[m];
+      const float* val = f.val.data() + f.start[m];
+      const int64_t count = f.start[m + 1] - f.start[m];
+      std::fill(acc.begin(), acc.begin() + w, 0.0f);
+      if (panel) {
+        if (f.ones[m]) add_rows_f32(acc.data(), strip.data(), w, idx, count, 0, w);
+        else axpy_rows_f32(acc.data(), strip.data(), w, idx, val, count, 0, w);
+        store_row(c, m, n0, w, acc.data());
+        continue;
+      }
+      switch (c.format) {
+        case SMM_WEIGHT_FLOAT32: {
+          const auto* W = static_cast<const float*>(c.buf.weight);
+          if (f.ones[m]) add_rows_f32(acc.data(), W, c.N, idx, count, n0, w);
+          else axpy_rows_f32(acc.data(), W, c.N, idx, val, count, n0, w);
+          break;
+        }
+        case SMM_WEIGHT_FLOAT16: {
+          const auto* W = static_cast<const half*>(c.buf.weight);
+          if (f.ones[m]) add_rows_f16(acc.data(), W, c.N, idx, count, n0, w);
+          else axpy_rows_f16(acc.data(), W, c.N, idx, val, count, n0, w);
+          break;
+        }
+        case SMM_WEIGHT_INT8: {
+          const auto* W = static_cast<const int8_t*>(c.buf.weight);
+          if (f.ones[m]) {
+            std::fill(iacc.begin(), iacc.begin() + w, 0);
+            add_rows_i8(iacc.data(), W, c.N, idx, count, n0, w);
+            for (int64_t j = 0; j < w; ++j) acc[j] = static_cast<float>(iacc[j]);
+          } else {
+            axpy_rows_i8(acc.data(), W, c.N, idx, val, count, n0, w);
+          }
+          for (int64_t j = 0; j < w; ++j) acc[j] *= c.buf.scale[n0 + j];
+          break;
+        }
+        case SMM_WEIGHT_INT4: {
+          const int64_t bytes = (w + 1) / 2;
+          std::fill(ev.begin(), ev.begin() + bytes, 0.0f);
+          std::fill(od.begin(), od.begin() + bytes, 0.0f);
+          axpy_rows_i4(ev.data(), od.data(), static_cast<const uint8_t*>(c.buf.weight), (c.N + 1) / 2, c.buf.scale, nb_row, c.bs, idx, val,
+                       count, n0, w);
+          for (int64_t j = 0; j < w; ++j) acc[j] = (j & 1) ? od[j / 2] : ev[j / 2];
+          break;
+        }
+      }
+      store_row(c, m, n0, w, acc.data());
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Dense path: Y[M, cols] = S[M, K] Wf[K, cols], Wf a float strip of kStrip columns.
+
+constexpr int64_t kStrip = 64;
+constexpr int64_t MR = 4, NR = 16;
+
+// 8 floats as one value (GCC/Clang vector extension): one AVX register in the x86-64-v3 clone, two
+// SSE / NEON registers otherwise. Loaded and stored with memcpy (no alignment assumed).
+typedef float f32x8 __attribute__((vector_size(32)));
+
+// C[M][w] = A[M][K] B[K][w] (B with leading dimension ldb), register tiles of MR x NR (8 accumulators).
+SMM_CLONES void gemm_strip(int64_t M, int64_t K, int64_t w, const float* A, const float* B, int64_t ldb, float* C, int64_t ldc) {
+  const int64_t m_main = M - M % MR, n_main = w - w % NR;
+  for (int64_t j = 0; j < n_main; j += NR) {
+    for (int64_t i = 0; i < m_main; i += MR) {
+      f32x8 acc[MR][2] = {};
+      const float* a = A + i * K;
+      for (int64_t p = 0; p < K; ++p) {
+        f32x8 b0, b1;
+        std::memcpy(&b0, B + p * ldb + j, sizeof b0);
+        std::memcpy(&b1, B + p * ldb + j + 8, sizeof b1);
+        for (int64_t r = 0; r < MR; ++r) {
+          const float ar = a[r * K + p];
+          acc[r][0] += ar * b0;
+          acc[r][1] += ar * b1;
+        }
+      }
+      for (int64_t r = 0; r < MR; ++r) {
+        std::memcpy(C + (i + r) * ldc + j, &acc[r][0], sizeof(f32x8));
+        std::memcpy(C + (i + r) * ldc + j + 8, &acc[r][1], sizeof(f32x8));
+      }
+    }
+  }
+  // Bottom rows over the main columns, then the right edge over all rows.
+  for (int64_t i = 0; i < M; ++i) {
+    const int64_t j0 = i < m_main ? n_main : 0;
+    float* c = C + i * ldc;
+    for (int64_t j = j0; j < w; ++j) c[j] = 0.0f;
+    for (int64_t p = 0; p < K; ++p) {
+      const float a = A[i * K + p];
+      if (a == 0.0f) continue;
+      const float* b = B + p * ldb;
+      for (int64_t j = j0; j < w; ++j) c[j] += a * b[j];
+    }
+  }
+}
+
+void dense_columns(const Call& c, const float* S, int64_t c0, int64_t c1) {
+  std::vector<float> strip(c.format == SMM_WEIGHT_FLOAT32 ? 0 : c.K * kStrip), out(c.M * kStrip);
+  for (int64_t n0 = c0; n0 < c1; n0 += kStrip) {
+    const int64_t w = std::min(kStrip, c1 - n0);
+    const float* B;
+    int64_t ldb;
+    if (c.format == SMM_WEIGHT_FLOAT32) {
+      B = static_cast<const float*>(c.buf.weight) + n0;
+      ldb = c.N;
+    } else {
+      dequantize_strip(c, n0, w, strip.data());
+      B = strip.data();
+      ldb = w;
+    }
+    gemm_strip(c.M, c.K, w, S, B, ldb, out.data(), w);
+    for (int64_t m = 0; m < c.M; ++m) store_row(c, m, n0, w, out.data() + m * w);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+// Column ranges of [0, N) for `tasks` tasks: equal widths rounded up to kColAlign.
+int64_t task_width(int64_t N, int tasks) { return ((N + tasks - 1) / tasks + kColAlign - 1) / kColAlign * kColAlign; }
+
+// Runs fn(c0, c1) over `tasks` column ranges of [0, N): on the caller's pool when given, else on
+// std::threads (the calling thread takes the first range).
+template <typename Fn>
+void split_columns(int64_t N, int tasks, const SmmParallel* pool, Fn fn) {
+  const int64_t per = task_width(N, tasks);
+  const int64_t count = (N + per - 1) / per;
+  if (count <= 1) {
+    fn(0, N);
+    return;
+  }
+  struct Job {
+    Fn* fn;
+    int64_t per, N;
+  } job{&fn, per, N};
+  if (pool) {
+    pool->parallel_for(
+        pool->runner,
+        [](void* arg, size_t i) {
+          const Job& j = *static_cast<Job*>(arg);
+          const int64_t c0 = static_cast<int64_t>(i) * j.per;
+          (*j.fn)(c0, std::min(j.N, c0 + j.per));
+        },
+        &job, static_cast<size_t>(count));
+    return;
+  }
+  std::vector<std::thread> threads;
+  for (int64_t t = 1; t < count; ++t) threads.emplace_back(fn, t * per, std::min(N, (t + 1) * per));
+  fn(0, per);
+  for (std::thread& th : threads) th.join();
+}
+
+int pick_threads(int requested, int64_t work, int64_t N) {
+  int hw = requested > 0 ? requested : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int64_t by_work = std::max<int64_t>(1, work / kMinWorkPerThread);
+  const int64_t by_cols = std::max<int64_t>(1, (N + kColAlign - 1) / kColAlign);
+  return static_cast<int>(std::min<int64_t>({hw, by_work, by_cols}));
+}
+
+int validate(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf) {
+  if (!shape || !buf) return SMM_ERR_INVALID_ARGUMENT;
+  if (shape->batch < 0 || shape->seq < 0 || shape->in_features < 0 || shape->out_features < 0) return SMM_ERR_INVALID_ARGUMENT;
+  if (shape->in_features > INT32_MAX) return SMM_ERR_UNSUPPORTED;
+  if (act != SMM_ACT_FLOAT32 && act != SMM_ACT_FLOAT16) return SMM_ERR_INVALID_ARGUMENT;
+  if (format < SMM_WEIGHT_FLOAT32 || format > SMM_WEIGHT_INT4) return SMM_ERR_INVALID_ARGUMENT;
+  if (format == SMM_WEIGHT_INT4 && (shape->block_size < 2 || shape->block_size % 2)) return SMM_ERR_INVALID_ARGUMENT;
+  const int64_t rows = shape->batch * shape->seq;
+  if (rows == 0 || shape->out_features == 0) return 1;
+  if (!buf->y) return SMM_ERR_INVALID_ARGUMENT;
+  if (shape->in_features > 0) {
+    if (!buf->spikes || !buf->weight) return SMM_ERR_INVALID_ARGUMENT;
+    if ((format == SMM_WEIGHT_INT8 || format == SMM_WEIGHT_INT4) && !buf->scale) return SMM_ERR_INVALID_ARGUMENT;
+  }
+  return SMM_OK;
+}
+
+int forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf, int num_threads, const SmmParallel* pool) {
+  const int valid = validate(shape, act, format, buf);
+  if (valid != SMM_OK) return valid < 0 ? valid : SMM_OK;
+  const Call c{shape->batch * shape->seq, shape->in_features, shape->out_features, shape->block_size, act, format, *buf};
+  try {
+    const Fired f = collect(c);
+    const int64_t nnz = f.start[c.M];
+    // Dense only when three in four inputs fired: per weight element, the sparse path's adds (four rows
+    // per pass, L1 accumulator) measured about as fast as the tiled product's multiply-adds, and the
+    // dense path needs enough rows to fill its tiles (plugins/spikematmul/README.md).
+    const bool dense = c.M >= 2 * MR && 4 * nnz > 3 * c.M * c.K;
+    const int64_t work = dense ? c.M * c.K * c.N : std::max<int64_t>(nnz, 1) * c.N;
+    const int threads = pick_threads(num_threads, work, c.N);
+    if (dense) {
+      std::vector<float> S(c.M * c.K);
+      for (int64_t i = 0; i < c.M * c.K; ++i) S[i] = load_act(c.buf.spikes, c.act, i);
+      split_columns(c.N, threads, pool, [&](int64_t c0, int64_t c1) { dense_columns(c, S.data(), c0, c1); });
+    } else {
+      split_columns(c.N, threads, pool, [&](int64_t c0, int64_t c1) { sparse_columns(c, f, c0, c1); });
+    }
+  } catch (const std::bad_alloc&) {
+    return SMM_ERR_UNSUPPORTED;
+  } catch (const std::system_error&) {
+    return SMM_ERR_UNSUPPORTED;
+  }
+  return SMM_OK;
+}
+
+}  // namespace
+
+extern "C" int spikematmul_cpu_forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf, int num_threads) {
+  return forward(shape, act, format, buf, num_threads, nullptr);
+}
+
+extern "C" int spikematmul_cpu_forward_parallel(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf,
+                                                const SmmParallel* parallel) {
+  if (!parallel || !parallel->parallel_for) return SMM_ERR_INVALID_ARGUMENT;
+  return forward(shape, act, format, buf, parallel->num_threads > 0 ? parallel->num_threads : 1, parallel);
+}
+
+extern "C" const char* spikematmul_error_string(int code) {
+  switch (code) {
+    case SMM_OK: return "success";
+    case SMM_ERR_INVALID_ARGUMENT: return "invalid argument (negative size, block_size not even and >= 2, NULL buffer, unknown format or type)";
+    case SMM_ERR_CUDA: return "CUDA error";
+    case SMM_ERR_UNSUPPORTED: return "unsupported (out of memory, threads unavailable, or K beyond int32)";
+    default: return "unknown error code";
+  }
+}
