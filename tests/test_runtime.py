@@ -106,12 +106,27 @@ def test_sampling_defaults_are_the_c_librarys() -> None:
         ({"precision": "fp8"}, "precision"),
         ({"state_bytes_per_stream": 1}, "state_bytes_per_stream"),
         ({"files": {}}, "model.onnx"),
+        ({"format": "zip"}, "format"),
+        ({"state": [{"name": "h.0", "input": "a", "output": "b", "dtype": "float16", "shape": ["batch", 2]}]}, "state"),
     ],
 )
 def test_bad_manifest_is_refused_naming_the_field(tiny_package: Path, tmp_path: Path, edit: dict, fragment: str) -> None:
     bad = _copy(tiny_package, tmp_path / "bad.aepkg", edit)
     with pytest.raises(UserError, match=re.escape(fragment)):
         Engine(bad)
+
+
+def test_missing_field_and_missing_file(tiny_package: Path, tmp_path: Path) -> None:
+    bad = _copy(tiny_package, tmp_path / "a.aepkg")
+    m = json.loads((bad / "manifest.json").read_text())
+    del m["max_position"]
+    (bad / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(UserError, match="max_position"):
+        Engine(bad)
+    gone = _copy(tiny_package, tmp_path / "b.aepkg")
+    (gone / "model.onnx").unlink()
+    with pytest.raises(UserError, match="model.onnx"):
+        Engine(gone)
 
 
 def test_corrupted_byte_fails_the_checksum_unless_verify_is_off(tiny_package: Path, tmp_path: Path) -> None:
@@ -435,3 +450,24 @@ def test_cuda_device_matches_cpu(tiny_package: Path, engine: Engine) -> None:
     a, b = gpu.create_stream(), engine.create_stream()
     np.testing.assert_allclose(a.feed(PROMPT), b.feed(PROMPT), atol=1e-4)
     assert [t for t, _ in a.generate(None, 20, temperature=0)] == [t for t, _ in b.generate(None, 20, temperature=0)]
+
+
+@pytest.mark.gpu
+def test_cuda_memory_round_trip_for_the_tensorrt_plugin_test() -> None:
+    """The ctypes libcudart layer tests/test_tensorrt_plugin.py feeds TensorRT through (TensorRT itself is not testable here)."""
+    from astroedge.runtime.cuda_memory import D2D, CudaRuntime, DeviceBuffer
+
+    try:
+        cuda = CudaRuntime()
+    except UserError as exc:
+        pytest.skip(f"no usable CUDA runtime and GPU: {exc}")
+    a = np.arange(1000, dtype=np.float32)
+    src = DeviceBuffer(cuda, 2 * a.nbytes)
+    src.upload(a)
+    src.upload(-a, offset=a.nbytes)
+    dst = DeviceBuffer(cuda, 2 * a.nbytes)
+    cuda.copy(dst.ptr, src.ptr, 2 * a.nbytes, D2D)
+    cuda.zero(dst.ptr, 4 * 10)
+    out = dst.download(np.empty(2000, np.float32))
+    np.testing.assert_array_equal(out, np.concatenate([np.zeros(10, np.float32), a[10:], -a]))
+    assert cuda.compute_capability()[0] >= 5
