@@ -1,9 +1,11 @@
-"""Every onnxruntime session astroedge creates goes through here.
+"""onnxruntime sessions for the HOST tools that run a package's graph directly.
 
-It registers the AMSU custom-op library when one is found (native kernels) and otherwise lets
-onnxruntime inline the fallback function attached to the model; either way it says which ran.
-It also refuses onnxruntime's silent fall-back to CPU when a GPU provider was asked for.
-Torch-free: this is device-side code.
+`astroedge check`, the quantiser, `astroedge bench` and the kernel tests need a bare graph call (every
+position's logits, a lone AMSU node); the runtime itself (astroedge.runtime.Engine) never uses this
+module: its sessions are libastroedge's. It registers the AMSU custom-op library when one is found
+(native kernels) and otherwise lets onnxruntime inline the fallback function attached to the model;
+either way it says which ran. It also refuses onnxruntime's silent fall-back to CPU when a GPU
+provider was asked for. Torch-free.
 """
 
 from __future__ import annotations
