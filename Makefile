@@ -12,7 +12,7 @@ STEP := scripts/step.sh
 # No "Entering/Leaving directory" lines from the sub-makes that CMake's Makefiles run.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: setup test demo bench lint sample plugins runtime ort-headers sanitize clean
+.PHONY: setup test demo bench lint sample plugins runtime ort-headers sanitize aarch64-check wheel sdk clean
 
 setup: $(STAMP) plugins runtime
 
@@ -80,6 +80,24 @@ bench: setup
 	$(VENV)/bin/astroedge bench $(BUILD)/shakespeare.aepkg -o $(BUILD)/bench/sample.json --plot $(BUILD)/bench/sample
 	$(VENV)/bin/astroedge bench --config bench --contexts 128,1024,8192 --decode-steps 16 --prefill-tokens 256 \
 	  -o $(BUILD)/bench/bench.json --plot $(BUILD)/bench/bench
+
+# aarch64 (Jetson's CPU): cross-compile with g++-aarch64-linux-gnu, run the C kernel tests and the C
+# sample under qemu-user against PyPI's aarch64 libonnxruntime; same greedy tokens as x86 (docs/jetson.md).
+# Installs the cross compiler and qemu-user-static with apt-get when run as root.
+aarch64-check: setup
+	scripts/aarch64_check.sh
+
+# The wheel (scikit-build-core; the CUDA library too where nvcc is found), into $(BUILD)/dist.
+wheel: $(STAMP)
+	$(PY) -m pip wheel . --no-deps -w $(BUILD)/dist
+
+# The C SDK: include/, lib/ (libastroedge.so.1, libastroedge_ort.so, libonnxruntime), CMake package,
+# pkg-config file and the C sample, into $(BUILD)/sdk/install (PREFIX=... to choose).
+sdk: $(STAMP) ort-headers
+	@$(STEP) "cmake: configure $(BUILD)/sdk" sdk-configure \
+	  $(VENV)/bin/cmake -S . -B $(BUILD)/sdk -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE=$(abspath $(PY))
+	@$(STEP) "build: the SDK (-j2)" sdk-build $(VENV)/bin/cmake --build $(BUILD)/sdk -j2
+	@$(STEP) "install: $(or $(PREFIX),$(BUILD)/sdk/install)" sdk-install $(VENV)/bin/cmake --install $(BUILD)/sdk --prefix $(or $(PREFIX),$(BUILD)/sdk/install)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

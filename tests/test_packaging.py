@@ -217,3 +217,19 @@ def test_wheel_runs_the_bundled_native_library_outside_the_checkout(wheel_venv: 
     code = "from astroedge.quantize import perplexity; print(perplexity.SAMPLE_TEXT)"
     r = subprocess.run([py, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.stdout.strip() == "None", r.stderr
+
+
+# ------------------------------------------------------------------------------------------------
+# aarch64 under qemu-user (scripts/aarch64_check.sh = make aarch64-check).
+
+
+@pytest.mark.slow
+@pytest.mark.aarch64
+def test_aarch64_build_runs_kernel_tests_and_sample_like_x86_under_qemu() -> None:
+    if not (ROOT / "build" / "runtime" / "ae_generate").is_file() or not (ROOT / "build" / "plugins" / "libastroedge_ort.so").is_file():
+        pytest.skip("the x86 reference build is missing (make setup)")
+    r = subprocess.run([str(ROOT / "scripts" / "aarch64_check.sh")], capture_output=True, text=True, timeout=1500, stdin=subprocess.DEVNULL)
+    if r.returncode == 77:
+        pytest.skip(r.stderr.strip().splitlines()[-1])
+    assert r.returncode == 0, f"{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    assert "all AMSU CPU kernel checks passed" in r.stdout and "aarch64-check passed" in r.stdout
