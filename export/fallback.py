@@ -154,3 +154,92 @@ def amsu_function(opset: int) -> FunctionProto:
         doc_string=f"AMSU v{c.version} fallback: the op contract as a Scan of standard ops (astroedge/contract/amsu.json)",
     )
     return fn
+
+
+# ----------------------------------------------------------------------------------------------
+# SpikeMatMul: y = spikes W (+ bias) with W^T stored [K, N] in one of the contract's weight formats.
+#
+# The fallback body dequantises the whole weight and multiplies densely (the kernels read only the
+# rows of the neurons that fired; the result is the same sum). ONNX functions cannot branch on an
+# input's element type, and every SpikeMatMul node of a package has the same weight format (the
+# package's precision), so the function attached to a model is the one for its format:
+#   float32 / float16: W = float32(weight)
+#   int8:  W = float32(weight) * scale[N]
+#   int4:  codes = low, high nibbles of weight [K, N2] interleaved -> [K, 2 * N2], cut to N;
+#          W = (codes - 8) * scale [K, NB] repeated block_size times along N, cut to N
+# then y = CastLike(float32(spikes) @ W, spikes). The astroedge exporter never passes a bias (AM-SNet's
+# products have none), so the fallback bodies take spikes, weight and, when quantised, scale.
+
+SPIKEMATMUL_FORMATS = ("float32", "float16", "int8", "int4")
+
+
+def _int4_weight(nodes: list[onnx.NodeProto]) -> str:
+    """Body nodes that turn the packed int4 weight and its block scales into float32 W [K, N]."""
+    u8 = TensorProto.UINT8
+    nodes += [
+        helper.make_node("Constant", [], ["c15"], value=helper.make_tensor("c15", u8, [], [15])),
+        helper.make_node("Constant", [], ["c4"], value=helper.make_tensor("c4", u8, [], [4])),
+        helper.make_node("Constant", [], ["c8"], value=helper.make_tensor("c8", TensorProto.FLOAT, [], [8.0])),
+        _const_from_attr("n", "out_features", onnx.AttributeProto.INT),
+        _const_from_attr("bs", "block_size", onnx.AttributeProto.INT),
+        _const_ints("axis_last", [-1]),
+        _const_ints("zero_1d", [0]),
+        _const_ints("one_1d", [1]),
+        _const_ints("shape_k_rest", [0, -1]),
+        _const_ints("ones_2", [1, 1]),
+        helper.make_node("Unsqueeze", ["n", "zero_1d"], ["n_1d"]),
+        helper.make_node("Unsqueeze", ["bs", "zero_1d"], ["bs_1d"]),
+        # codes: low nibble = even n, high nibble = odd n
+        helper.make_node("BitwiseAnd", ["weight", "c15"], ["lo"]),
+        helper.make_node("BitShift", ["weight", "c4"], ["hi"], direction="RIGHT"),
+        helper.make_node("Unsqueeze", ["lo", "axis_last"], ["lo3"]),
+        helper.make_node("Unsqueeze", ["hi", "axis_last"], ["hi3"]),
+        helper.make_node("Concat", ["lo3", "hi3"], ["pairs"], axis=-1),
+        helper.make_node("Reshape", ["pairs", "shape_k_rest"], ["codes_all"]),
+        helper.make_node("Slice", ["codes_all", "zero_1d", "n_1d", "one_1d"], ["codes"]),
+        helper.make_node("Cast", ["codes"], ["codes_f"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["codes_f", "c8"], ["q"]),
+        # scales [K, NB] -> [K, NB, block_size] -> [K, NB * block_size] -> [K, N]
+        helper.make_node("Unsqueeze", ["scale", "axis_last"], ["scale3"]),
+        helper.make_node("Concat", ["ones_2", "bs_1d"], ["rep"], axis=0),
+        helper.make_node("Expand", ["scale3", "rep"], ["scale_rep"]),
+        helper.make_node("Reshape", ["scale_rep", "shape_k_rest"], ["scale_all"]),
+        helper.make_node("Slice", ["scale_all", "zero_1d", "n_1d", "one_1d"], ["scale_n"]),
+        helper.make_node("Mul", ["q", "scale_n"], ["w_f"]),
+    ]
+    return "w_f"
+
+
+def spikematmul_function(opset: int, weight_format: str) -> FunctionProto:
+    """The SpikeMatMul FunctionProto for one weight format (see the comment above), in ONNX opset `opset`."""
+    from astroedge.contract import spikematmul_contract
+
+    if opset < MIN_OPSET:
+        raise ValueError(f"the SpikeMatMul fallback function needs ONNX opset >= {MIN_OPSET}, got {opset}")
+    if weight_format not in SPIKEMATMUL_FORMATS:
+        raise ValueError(f"SpikeMatMul has no weight format '{weight_format}'; formats: {', '.join(SPIKEMATMUL_FORMATS)}")
+    c = spikematmul_contract()
+    f32 = TensorProto.FLOAT
+    nodes: list[onnx.NodeProto] = [helper.make_node("Cast", ["spikes"], ["s_f"], to=f32)]
+    if weight_format == "int4":
+        w = _int4_weight(nodes)
+    else:
+        nodes.append(helper.make_node("Cast", ["weight"], ["w_cast"], to=f32))
+        w = "w_cast"
+        if weight_format == "int8":
+            nodes.append(helper.make_node("Mul", ["w_cast", "scale"], ["w_f"]))
+            w = "w_f"
+    nodes += [helper.make_node("MatMul", ["s_f", w], ["y_f"]), helper.make_node("CastLike", ["y_f", "spikes"], ["y"])]
+    required = [a.name for a in c.attributes if a.required]
+    defaults = [helper.make_attribute(a.name, a.default) for a in c.attributes if not a.required]
+    return helper.make_function(
+        c.domain,
+        c.name,
+        inputs=c.input_names,
+        outputs=c.output_names,
+        nodes=nodes,
+        opset_imports=[helper.make_opsetid("", opset)],
+        attributes=required,
+        attribute_protos=defaults,
+        doc_string=f"SpikeMatMul v{c.version} fallback, {weight_format} weights: dequantise + MatMul (astroedge/contract/spikematmul.json)",
+    )

@@ -6,9 +6,12 @@ measurement alone, not to whatever ran before it in the same process.
 Spec: kind (torch | amsnet | transformer), path (package dir or transformer .onnx; unused for torch),
 config (ModelConfig dict), device, mode ("prefill": time to first token and prefill tokens/s from
 zero state; "decode": per-token latency after a context of `context` tokens), and the sizes.
-The state at context N is synthesised (random, non-zero, at position N) rather than computed by
-prefilling N tokens: an AM-SNet step costs the same whatever its state holds, and a Transformer
-step's cost depends on the cache length, not its values. That keeps 65536-token contexts cheap to set up.
+The state at context N is not computed by prefilling N tokens: AM-SNet's is the state that the
+text in `warm_ids` leaves, moved to position N, and its timed steps read the text's next tokens
+(`decode_ids`), so its spikes fire at text rates (what a spike-sparse product's cost depends on);
+the PyTorch row's state is synthesised (random, non-zero: its dense step costs the same whatever the
+state holds), and so is the Transformer's cache (its cost depends on the length, not the values).
+That keeps 65536-token contexts cheap to set up.
 """
 
 from __future__ import annotations
@@ -65,9 +68,11 @@ class _Runner:
         self.cfg = ModelConfig.from_dict(spec["config"])
         self.rng = np.random.default_rng(0)
         self.kernel = spec["kind"]
+        token = np.array([[int(self.rng.integers(0, self.cfg.vocab_size))]], dtype=np.int64)
+        self.next_token: Callable[[], np.ndarray] = lambda: token  # the step's cost does not depend on the token (not AM-SNet's spikes)
         getattr(self, f"_open_{spec['kind']}")()
 
-    # -- AM-SNet through the runtime (library or fallback, any precision) --------------------------
+    # -- AM-SNet through the runtime (library or fallback, any precision, dense or sparse) ---------
     def _open_amsnet(self) -> None:
         from astroedge.runtime import Engine
 
@@ -76,17 +81,26 @@ class _Runner:
         self.engine = Engine(self.spec["path"], device=self.spec["device"], threads=self.spec.get("threads", 0), verify=False)
         self.kernel = self.engine.kernel
         self.stream = self.engine.create_stream()
-        self.state_bytes = self.engine.package.state_bytes_per_stream
+        self.state_bytes = self.stream.state_bytes
+        decode = list(self.spec.get("decode_ids") or [0])
+        self.next_index = 0
 
         def step(tokens: np.ndarray) -> np.ndarray:
             return self.stream.feed(tokens[0], chunk=PREFILL_CHUNK)
 
         def at(context: int) -> None:
-            arrays = [self._random(s.concrete_shape(1), s.name.startswith("h.")) for s in self.engine.package.state]
-            self.stream.device_state = self.engine.backend.from_host(arrays)
+            """The state real text leaves (so that spikes fire at text rates), moved to position `context`."""
+            self.stream.reset()
+            if self.spec.get("warm_ids"):
+                self.stream.feed(np.asarray(self.spec["warm_ids"], dtype=np.int64), chunk=PREFILL_CHUNK)
             self.stream.position = context
 
-        self.step, self.reset, self.at = step, self.stream.reset, at
+        def next_token() -> np.ndarray:
+            token = decode[self.next_index % len(decode)]
+            self.next_index += 1
+            return np.array([[token]], dtype=np.int64)
+
+        self.step, self.reset, self.at, self.next_token = step, self.stream.reset, at, next_token
 
     # -- PyTorch eager, the reference step form ---------------------------------------------------
     def _open_torch(self) -> None:
@@ -95,7 +109,9 @@ class _Runner:
         from astroedge.model import AMSNet
 
         torch.manual_seed(0)
-        torch.set_num_threads(self.spec.get("threads", 0) or torch.get_num_threads())
+        threads = self.spec.get("threads", 0) or os.cpu_count() or 1
+        torch.set_num_threads(threads)  # pinned: the default varies with the machine's load and torch's heuristics
+        torch.set_num_interop_threads(1)
         model = AMSNet(self.cfg).eval()
         self.kernel = "torch-step"
         self.state_bytes = self.cfg.n_layers * (self.cfg.n_heads * self.cfg.head_dim**2 + self.cfg.d_model) * 4
@@ -165,9 +181,12 @@ class _Runner:
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    load = os.getloadavg()[0]  # recorded with every row: this machine is shared, timings move with its load
     t0 = time.perf_counter()
     runner = _Runner(spec)
-    result: dict[str, Any] = {"kernel": runner.kernel, "load_s": time.perf_counter() - t0, "rss_after_load_mib": proc_status_kib("VmRSS")}
+    result: dict[str, Any] = {
+        "load_1m": load, "kernel": runner.kernel, "load_s": time.perf_counter() - t0, "rss_after_load_mib": proc_status_kib("VmRSS"),
+    }
     vocab = runner.cfg.vocab_size
     rng = np.random.default_rng(1)
     if spec["mode"] == "prefill":
@@ -188,8 +207,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         result.update(ttft_ms=1e3 * float(np.median(ttft)), prefill_tokens_per_s=spec["prefill_tokens"] / min(pre))
     else:
         runner.at(spec["context"])
-        token = np.array([[int(rng.integers(0, vocab))]], dtype=np.int64)
-        times = _timed(lambda: runner.step(token), spec["decode_steps"])
+        times = _timed(lambda: runner.step(runner.next_token()), spec["decode_steps"])
         result.update(
             decode_p50_ms=1e3 * float(np.percentile(times, 50)),
             decode_p99_ms=1e3 * float(np.percentile(times, 99)),

@@ -48,18 +48,18 @@ def _package_bytes(path: Path) -> int:
 def _calibration_feeds(source: Path, ids: np.ndarray) -> list[dict[str, np.ndarray]]:
     """Graph feeds for calibration: the text in chunks, each with the fp32 state the stream has there."""
     from astroedge.runtime import Engine
+    from astroedge.runtime.package import load_package
 
+    pkg = load_package(source, verify=False)
     engine = Engine(source, device="cpu", verify=False)
-    pkg = engine.package
-    state = engine.backend.zeros(1)
+    stream = engine.create_stream()
     feeds = []
     for start in range(0, len(ids) - len(ids) % CALIB_CHUNK, CALIB_CHUNK):
         tokens = ids[start : start + CALIB_CHUNK].reshape(1, -1)
-        position = np.array([start], dtype=np.int64)
-        feed = {pkg.tokens_input: tokens, pkg.position_input: position}
-        feed.update({s.input: a for s, a in zip(pkg.state, engine.backend.to_host(state), strict=True)})
+        feed = {pkg.tokens_input: tokens, pkg.position_input: np.array([start], dtype=np.int64)}
+        feed.update({s.input: a for s, a in zip(pkg.state, stream.state, strict=True)})
         feeds.append(feed)
-        _, state = engine.backend.run(tokens, position, state)
+        stream.feed(tokens[0].tolist())
     engine.close()
     return feeds
 
@@ -70,18 +70,76 @@ def _quantised_graph(
     """The quantised ModelProto and what the method reports about itself (for the manifest)."""
     import onnx
 
+    from astroedge.export.spike_matmul import quantize_weights
     from astroedge.quantize import integer
     from astroedge.quantize.fp16 import convert_fp16
 
     model = onnx.load(str(source_onnx))
     if method == "fp16":
         return model, {"fp16": asdict(convert_fp16(model))}
+    # W_O and W_2 (SpikeMatMul) take the op's own formats: int8 per output channel, int4 in blocks
+    # along N; the other products go through onnxruntime's quantisers, which see only MatMul.
+    spike = {"spikematmul": {"format": precision, "nodes": quantize_weights(model, precision, block_size)}}
     if method == "weight-only":
         bits = 4 if precision == "int4" else 8
-        return integer.weight_only(model, bits, block_size), {"bits": bits, "block_size": block_size}
+        return integer.weight_only(model, bits, block_size), {"bits": bits, "block_size": block_size, **spike}
     if method == "dynamic":
-        return integer.dynamic_int8(model), {"bits": 8}
-    return integer.static_qdq(model, feeds), {"bits": 8, "calibration_chunks": len(feeds)}
+        return integer.dynamic_int8(model), {"bits": 8, **spike}
+    return integer.static_qdq(model, feeds), {"bits": 8, "calibration_chunks": len(feeds), **spike}
+
+
+def _write_graph(src: Any, tmp: Path, proto: Any, precision: str) -> dict[str, Any]:
+    """Write `proto` and the source package's other files into `tmp`; returns the new manifest (not yet written)."""
+    from astroedge.export.onnx_export import save_onnx
+    from astroedge.manifest import sha256_file
+
+    onnx_file = src.manifest["onnx"]["file"]
+    external = save_onnx(proto, tmp / onnx_file)
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    names = [onnx_file] + ([external] if external else [])
+    for name in src.manifest["files"]:
+        if name not in names and name not in (src.manifest["onnx"].get("external_data"),):
+            shutil.copy2(src.path / name, tmp / name)  # tokenizer.json and anything else the graph does not hold
+            names.append(name)
+    manifest = json.loads(json.dumps(src.manifest))
+    manifest["created_by"] = f"astroedge {__version__}"
+    manifest["precision"] = precision
+    manifest["onnx"]["external_data"] = external
+    manifest["onnx"]["opset"] = opset
+    manifest["files"] = {n: {"sha256": sha256_file(tmp / n), "bytes": (tmp / n).stat().st_size} for n in names}
+    return manifest
+
+
+def repack_form(package: str | Path, output: str | Path, form: str) -> Path:
+    """The fp32 `package` with W_O and W_2 as SpikeMatMul ("sparse") or MatMul ("dense"): `package` itself when it already is.
+
+    Same weights, same function (export/spike_matmul.py rewrites the two products only); the bench
+    makes its dense and sparse rows from one package with this.
+    """
+    import onnx
+
+    from astroedge.export.spike_matmul import count_spikematmul, to_dense, to_sparse
+    from astroedge.manifest import write_manifest
+    from astroedge.runtime.package import load_package
+
+    if form not in ("dense", "sparse"):
+        raise UserError(f"form '{form}' is unknown; choose dense or sparse")
+    src = load_package(package, verify=False)
+    if src.precision != "fp32":
+        raise UserError(f"{src.path}: is {src.precision}; dense and sparse forms are made from the fp32 package")
+    proto = onnx.load(str(src.onnx_path))
+    if (form == "sparse") == (count_spikematmul(proto) > 0):
+        return src.path
+    changed = to_sparse(proto) if form == "sparse" else to_dense(proto)
+    if form == "sparse" and changed != 2 * src.config.n_layers:
+        raise UserError(
+            f"{src.path}: {changed} spike products found for {src.config.n_layers} layers; re-export it with 'astroedge export'"
+        )
+    output = Path(output)
+    with atomic_dir(output, force=True) as tmp:
+        tmp.chmod(0o755)
+        write_manifest(tmp, _write_graph(src, tmp, proto, "fp32"))
+    return output
 
 
 def quantize_package(
@@ -105,8 +163,7 @@ def quantize_package(
     perplexity means nothing); the manifest then records the package as not quality-checked.
     """
     from astroedge.corpus import load_tokens
-    from astroedge.export.onnx_export import save_onnx
-    from astroedge.manifest import sha256_file, write_manifest
+    from astroedge.manifest import write_manifest
     from astroedge.quantize.perplexity import eval_tokens as eval_ids
     from astroedge.quantize.perplexity import package_perplexity
     from astroedge.runtime.package import load_package
@@ -141,21 +198,8 @@ def quantize_package(
     with atomic_dir(output, force=force) as tmp:
         tmp.chmod(0o755)
         proto, details = _quantised_graph(src.onnx_path, precision, method, block_size, feeds)
-        onnx_file = src.manifest["onnx"]["file"]
-        external = save_onnx(proto, tmp / onnx_file)
-        opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        manifest = _write_graph(src, tmp, proto, precision)
         del proto
-        names = [onnx_file] + ([external] if external else [])
-        for name in src.manifest["files"]:
-            if name not in names and name not in (src.manifest["onnx"].get("external_data"),):
-                shutil.copy2(src.path / name, tmp / name)  # tokenizer.json and anything else the graph does not hold
-                names.append(name)
-        manifest = json.loads(json.dumps(src.manifest))
-        manifest["created_by"] = f"astroedge {__version__}"
-        manifest["precision"] = precision
-        manifest["onnx"]["external_data"] = external
-        manifest["onnx"]["opset"] = opset
-        manifest["files"] = {n: {"sha256": sha256_file(tmp / n), "bytes": (tmp / n).stat().st_size} for n in names}
         quant: dict[str, Any] = {"method": method, **details, "source_manifest_sha256": src.manifest_sha256, "quality": None}
         if calib is not None:
             quant["calibration_text"] = str(calib)

@@ -63,9 +63,15 @@ def _log_softmax_pick(logits: np.ndarray, targets: np.ndarray) -> float:
 
 
 def package_perplexity(package: Path, ids: np.ndarray, segments: int = 4, chunk: int = 256, verify: bool = True) -> Perplexity:
-    """Perplexity per token of `ids` (int64, >= 2) under the package, on the CPU runtime."""
+    """Perplexity per token of `ids` (int64, >= 2) under the package, on the CPU runtime.
+
+    One stream per segment, all advanced together one token per graph call (Engine.step_batch), so
+    every position's logits are scored exactly as a decoding stream sees them. `chunk` is kept for
+    callers; the runtime API returns logits per step.
+    """
     from astroedge.runtime import Engine
 
+    del chunk
     engine = Engine(package, device="cpu", verify=verify)
     seg_len = (len(ids) - 1) // segments
     if seg_len < 1:
@@ -73,13 +79,12 @@ def package_perplexity(package: Path, ids: np.ndarray, segments: int = 4, chunk:
     starts = np.arange(segments) * seg_len
     inputs = np.stack([ids[s : s + seg_len] for s in starts])
     targets = np.stack([ids[s + 1 : s + 1 + seg_len] for s in starts])
-    state = engine.backend.zeros(segments)
+    streams = [engine.create_stream() for _ in range(segments)]
     total = 0.0
     begin = time.perf_counter()
-    for start in range(0, seg_len, chunk):
-        part = inputs[:, start : start + chunk]
-        logits, state = engine.backend.run(part, np.full(segments, start, dtype=np.int64), state)
-        total += _log_softmax_pick(logits, targets[:, start : start + chunk])
+    for t in range(seg_len):
+        logits = engine.step_batch(streams, inputs[:, t].tolist())
+        total += _log_softmax_pick(logits[:, None, :], targets[:, t : t + 1])
     n = segments * seg_len
     kernel = engine.kernel
     engine.close()
