@@ -55,6 +55,7 @@ BYTE_VOCAB = 256
 MAX_MANIFEST_BYTES = 1 << 20  # a real manifest is a few KB
 MAX_JSON_DEPTH = 16  # a real manifest nests 4 deep
 MAX_FILE_BYTES = 1 << 40  # any one package file
+MAX_ONNX_BYTES = 2**31 - 1  # protobuf's own limit: larger weights live in the external data file
 MAX_TOKENIZER_BYTES = 64 << 20
 MAX_STATE_BYTES_PER_STREAM = 1 << 30
 MAX_ONNX_NESTING = 32  # subgraphs inside attributes inside subgraphs...
@@ -353,6 +354,33 @@ def read_bounded(root: Path, name: str, max_bytes: int) -> bytes:
     if len(data) != size:
         raise UserError(f"{root / name}: changed while being read; copy or re-export the package")
     return data
+
+
+def verify_package_file(root: Path, entry: FileEntry) -> None:
+    """Check a listed file's size and sha256 reading it in 1 MiB blocks (memory stays flat for big external data)."""
+    path = root / entry.name
+    fd, size = _open_regular(root, entry.name)
+    h = hashlib.sha256()
+    total = 0
+    try:
+        if size != entry.bytes:
+            raise UserError(f"{path}: {size} bytes, {MANIFEST} says {entry.bytes}: damaged or truncated, copy or re-export the package")
+        while block := os.read(fd, 1 << 20):
+            h.update(block)
+            total += len(block)
+    finally:
+        os.close(fd)
+    if total != entry.bytes:
+        raise UserError(f"{path}: changed while being read; copy or re-export the package")
+    if h.hexdigest() != entry.sha256:
+        raise UserError(f"{path}: sha256 does not match {MANIFEST} (file corrupted or edited); copy or re-export the package")
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def read_package_file(root: Path, entry: FileEntry) -> bytes:
@@ -862,7 +890,6 @@ class OpenedPackage:
     root: Path
     manifest: Manifest
     onnx_bytes: bytes
-    external_bytes: bytes | None
     tokenizer_text: str | None
     graph: GraphFacts
 
@@ -870,12 +897,24 @@ class OpenedPackage:
 def open_package(root: str | Path) -> OpenedPackage:
     """Read and verify a whole package: manifest, every listed file (size, sha256), the graph against the manifest.
 
-    Everything returned was checked on the bytes returned; nothing is reopened by name afterwards.
+    The graph and tokenizer returned were checked on the bytes returned; nothing is reopened by name
+    afterwards. The external data is hashed in blocks and not kept: a consumer that runs the graph
+    (libastroedge) reads it once into memory and hashes those bytes itself. The listed sizes are
+    checked against the machine's memory before any file is hashed, so a package claiming a sparse
+    terabyte is refused at once instead of being hashed for an hour.
     """
     root = Path(root)
     manifest = read_manifest(root)
-    onnx_bytes = read_package_file(root, manifest.files[manifest.onnx_file])
-    external = read_package_file(root, manifest.files[manifest.external_data]) if manifest.external_data else None
+    total = sum(e.bytes for e in manifest.files.values())
+    memory = _memory_bytes()
+    if memory is not None and total > memory:
+        raise UserError(f"{root}: {MANIFEST} lists {total} bytes of files, more than this machine's {memory} bytes of memory could run")
+    onnx_entry = manifest.files[manifest.onnx_file]
+    if onnx_entry.bytes > MAX_ONNX_BYTES:
+        raise _Fields(manifest.source).error(f"files.{onnx_entry.name}.bytes", onnx_entry.bytes, "is beyond protobuf's 2 GiB limit")
+    onnx_bytes = read_package_file(root, onnx_entry)
+    if manifest.external_data:
+        verify_package_file(root, manifest.files[manifest.external_data])
     tok_text = None
     if manifest.tokenizer.file is not None:
         entry = manifest.files[manifest.tokenizer.file]
@@ -888,7 +927,7 @@ def open_package(root: str | Path) -> OpenedPackage:
     source = str(root / manifest.onnx_file)
     facts = graph_facts(onnx_bytes, source)
     check_graph(facts, manifest, source)
-    return OpenedPackage(root, manifest, onnx_bytes, external, tok_text, facts)
+    return OpenedPackage(root, manifest, onnx_bytes, tok_text, facts)
 
 
 __all__ = [
