@@ -12,7 +12,7 @@ STEP := scripts/step.sh
 # No "Entering/Leaving directory" lines from the sub-makes that CMake's Makefiles run.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: setup test demo bench lint sample plugins runtime ort-headers sanitize aarch64-check wheel sdk clean
+.PHONY: setup test demo bench lint sample plugins runtime ort-headers sanitize aarch64-check wheel sdk fuzz clean
 
 setup: $(STAMP) plugins runtime
 
@@ -46,10 +46,24 @@ runtime: $(STAMP) ort-headers
 	  $(VENV)/bin/cmake -S runtime -B $(BUILD)/runtime -DPython3_EXECUTABLE=$(abspath $(PY))
 	@$(STEP) "build: libastroedge + C sample (-j2)" runtime-build $(VENV)/bin/cmake --build $(BUILD)/runtime -j2
 
-test: setup
+# clang with libFuzzer for runtime/fuzz (tests/test_c_api.py builds and runs it, and skips with the reason
+# where clang is missing): installed with apt-get where that is possible (CI runs as root on Debian).
+fuzz-tools:
+	@command -v clang++ >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq >/dev/null && \
+	  apt-get install -y -qq clang >/dev/null; } || echo "clang not installed: the libFuzzer run of tests/test_c_api.py will be skipped"
+
+test: setup fuzz-tools
 	$(PY) -m ruff check .
 	$(MAKE) --no-print-directory sanitize
 	$(PY) -m pytest -q
+
+# The hostile-input fuzz harness at full size (tests/test_fuzz.py, docs/security.md; `make test` runs about a
+# minute of it): 10,000 package mutants (FUZZ_N=...), a third as many state files, half as many checkpoints.
+# Counts per target and outcome go to build/fuzz/report.json. Hours on 2 cores.
+fuzz: setup
+	rm -f $(BUILD)/fuzz/report.json
+	ASTROEDGE_FUZZ_N=$(or $(FUZZ_N),10000) ASTROEDGE_FUZZ_SEED=$(or $(FUZZ_SEED),0) ASTROEDGE_FUZZ_REPORT=$(BUILD)/fuzz/report.json \
+	  $(PY) -m pytest -q -s tests/test_fuzz.py -k fuzz_
 
 # The main job: export the bundled sample to a package, verify it, and stream text from it with the
 # torch-free runtime (Python CLI, then the C sample app on the same package).
