@@ -30,16 +30,22 @@ def enabled() -> bool:
 
 
 @contextmanager
-def progress(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
-    """A bar of `total` steps (a spinner when None); yields advance(n=1). Removed from the screen when done."""
+def progress(description: str, total: int | None = None, animate: bool = True) -> Iterator[Callable[[int], None]]:
+    """A bar of `total` steps (a spinner when None); yields advance(n=1). Removed from the screen when done.
+
+    animate=False redraws only on advance(), with no refresh thread: for timing loops (bench), where a
+    thread redrawing the screen ten times a second would be measured too.
+    """
     columns = [SpinnerColumn(), TextColumn("{task.description}")]
     if total is not None:
         columns += [BarColumn(), MofNCompleteColumn()]
     columns.append(TimeElapsedColumn())
-    with Progress(*columns, console=_console, transient=True, disable=not enabled()) as bar:
+    with Progress(*columns, console=_console, transient=True, disable=not enabled(), auto_refresh=animate) as bar:
         task = bar.add_task(description, total=total)
 
         def advance(n: int = 1) -> None:
             bar.advance(task, n)
+            if not animate:
+                bar.refresh()
 
         yield advance

@@ -30,14 +30,16 @@ def quantize(
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Quantise a package (fp16, int8, int4) and gate it on held-out perplexity against fp32; writes a new package."""
+    from astroedge.progress import progress
     from astroedge.quantize.package import print_report, quantize_package
 
     chosen = [name for name, flag in (("fp16", fp16), ("int8", int8), ("int4", int4)) if flag] + ([precision] if precision else [])
     if len(chosen) != 1:
         raise UserError("choose exactly one precision: --fp16, --int8, --int4 (or --precision NAME)")
-    report = quantize_package(
-        package, output, chosen[0], method, calib, eval_text, eval_tokens, calib_tokens, max_ppl_increase, block_size, force
-    )
+    with progress(f"quantising {package} to {chosen[0]}, perplexity gate"):
+        report = quantize_package(
+            package, output, chosen[0], method, calib, eval_text, eval_tokens, calib_tokens, max_ppl_increase, block_size, force
+        )
     print_report(report, json_out)
 
 
