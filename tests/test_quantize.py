@@ -85,9 +85,11 @@ def test_library_and_fallback_agree_and_state_is_fp32(
             monkeypatch.setenv("ASTROEDGE_ORT_LIBRARY", lib)
         engine = Engine(path)
         rng = np.random.default_rng(3)
-        state = [(rng.standard_normal(s.concrete_shape(1)) * 0.3).astype(np.float32) for s in engine.package.state]
-        logits, new_state = engine.backend.run(rng.integers(0, 256, (1, 7)), np.array([10**7]), engine.backend.from_host(state))
-        assert all(a.dtype == np.float32 for a in engine.backend.to_host(new_state))
+        state = [(rng.standard_normal((1, *shape)) * 0.3).astype(np.float32) for shape in engine.state_shapes]
+        stream = engine.create_stream()
+        stream.set_state(state, 10**7)
+        logits = np.stack([stream.step(int(t)) for t in rng.integers(0, 256, 7)])
+        assert all(a.dtype == np.float32 for a in stream.state)
         assert logits.dtype == np.float32 and np.isfinite(logits).all()
         results[engine.kernel] = logits
     if "library" in results:
@@ -109,22 +111,20 @@ def test_close_to_reference(quantised: dict[str, tuple[Path, dict]], tiny_checkp
     engine = Engine(path)
     rng = np.random.default_rng(5)
     tokens = rng.integers(0, 256, (2, 24))
-    state = [(rng.standard_normal(s.concrete_shape(2)) * 0.3 if s.name.startswith("h.") else rng.uniform(0, 1, s.concrete_shape(2)))
-             .astype(np.float32) for s in engine.package.state]
+    state = [(rng.standard_normal((2, *shape)) * 0.3 if name.startswith("h.") else rng.uniform(0, 1, (2, *shape)))
+             .astype(np.float32) for name, shape in zip(engine.state_names, engine.state_shapes, strict=True)]
     position = np.array([10**7, 4 * 10**9])
     with torch.no_grad():
         ref = model(torch.from_numpy(tokens), StreamState(torch.from_numpy(position), [torch.from_numpy(a) for a in state[0::2]],
                                                           [torch.from_numpy(a) for a in state[1::2]]), form="step")
-    dev = engine.backend.from_host(state)
-    logits = []
-    for t in range(tokens.shape[1]):
-        out, dev = engine.backend.run(tokens[:, t : t + 1], position + t, dev)
-        logits.append(out)
-    got = np.concatenate(logits, 1)
+    streams = [engine.create_stream() for _ in range(2)]
+    for i, stream in enumerate(streams):
+        stream.set_state([a[i : i + 1] for a in state], int(position[i]))
+    got = np.stack([engine.step_batch(streams, tokens[:, t].tolist()) for t in range(tokens.shape[1])], axis=1)
     ref_logits = ref.logits.numpy()
     assert np.abs(got - ref_logits).max() <= tol_logits
     ref_state = [t.numpy() for pair in zip(ref.state.h, ref.state.u, strict=True) for t in pair]
-    for a, b in zip(ref_state, engine.backend.to_host(dev), strict=True):
+    for a, b in zip(ref_state, [np.concatenate(parts) for parts in zip(*(s.state for s in streams), strict=True)], strict=True):
         assert np.abs(a - b).max() / max(1.0, float(np.abs(a).max())) <= tol_state
     assert (got.argmax(-1) == ref_logits.argmax(-1)).mean() >= greedy
 
