@@ -1167,3 +1167,41 @@ def test_damaged_graphs_with_matching_checksums_give_one_line_refusals(build: Pa
             one_line_error(proc)
         outcomes[proc.returncode] += 1
     assert outcomes[2] >= 8  # every truncation is refused
+
+
+# ------------------------------------------------------------------------------------------------
+# libFuzzer on the readers a package reaches first (runtime/fuzz/)
+
+FUZZ_SECONDS = int(os.environ.get("ASTROEDGE_FUZZ_SECONDS", "10"))  # per target; longer runs: set it
+
+
+def test_libfuzzer_on_the_manifest_reader_and_the_onnx_walker(package: Path, tmp_path: Path) -> None:
+    """clang -fsanitize=fuzzer,address,undefined builds of the manifest.json reader and the model.onnx
+    walker, seeded with the tiny package's files, FUZZ_SECONDS each: no crash, no sanitizer report, no
+    leak, no timeout (5 s per input), no input over 1 GiB of memory, every refusal one line."""
+    build_dir = REPO / "build" / "libfuzzer"
+    proc = subprocess.run([str(REPO / "runtime" / "fuzz" / "build.sh"), str(build_dir)], capture_output=True, text=True)
+    if proc.returncode == 3:
+        pytest.skip(proc.stderr.strip())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for target, seed in (("manifest_fuzzer", "manifest.json"), ("onnx_fuzzer", "model.onnx")):
+        corpus = tmp_path / target
+        corpus.mkdir()
+        shutil.copy(package / seed, corpus / seed)
+        run = subprocess.run(
+            [
+                str(build_dir / target),
+                f"-max_total_time={FUZZ_SECONDS}",
+                "-timeout=5",
+                "-rss_limit_mb=1024",
+                "-max_len=400000",
+                "-seed=13",
+                f"-artifact_prefix={tmp_path}/",
+                str(corpus),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=FUZZ_SECONDS + 120,
+        )
+        assert run.returncode == 0, run.stderr[-4000:]
+        assert "Done" in run.stderr and not list(tmp_path.glob("crash-*")) + list(tmp_path.glob("timeout-*")) + list(tmp_path.glob("oom-*"))

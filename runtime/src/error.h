@@ -11,9 +11,18 @@
 
 namespace ae {
 
+// Messages are one line whatever they quote (a key or value from a hostile file, onnxruntime's
+// text): control characters become '?'.
+inline std::string one_line_message(std::string s) {
+  for (char& c : s) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = '?';
+  }
+  return s;
+}
+
 class Error : public std::runtime_error {
  public:
-  Error(AeStatus status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  Error(AeStatus status, const std::string& message) : std::runtime_error(one_line_message(message)), status_(status) {}
   AeStatus status() const { return status_; }
 
  private:
