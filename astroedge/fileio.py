@@ -102,10 +102,18 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
 
 @contextmanager
 def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
-    """Yield a temp directory beside `path`; on success move it to `path` (replacing it only with force)."""
+    """Yield a temp directory beside `path`; on success move it to `path` (replacing it only with force).
+
+    force replaces a package (a folder holding manifest.json or named *.aepkg) or an empty folder, never
+    anything else: a mistyped `-o ~ --force` or `-o model.pt --force` must not delete the user's files.
+    """
     path = Path(path)
-    if path.exists() and not force:
-        raise UserError(f"{path}: already exists; pass --force to overwrite it")
+    if path.exists() or path.is_symlink():
+        if not force:
+            raise UserError(f"{path}: already exists; pass --force to overwrite it")
+        folder = path.is_dir() and not path.is_symlink()
+        if not (folder and ((path / "manifest.json").is_file() or path.suffix == ".aepkg" or not any(path.iterdir()))):
+            raise UserError(f"{path}: exists and is not a package (no manifest.json); not replaced even with --force; choose another path")
     check_parent(path)
     remove_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))

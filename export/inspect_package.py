@@ -90,6 +90,14 @@ def inspect_package(path: str | Path) -> dict[str, Any]:
     }
 
 
+def _shown(value: object) -> str:
+    """A table cell from untrusted text (graph names, manifest strings): control characters escaped, rich markup inert."""
+    from rich.markup import escape
+
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+    return escape(text[:200] + ("..." if len(text) > 200 else ""))
+
+
 def print_inspect(report: dict[str, Any], json_out: bool) -> None:
     if json_out:
         print(json.dumps(report, indent=2))
@@ -98,7 +106,7 @@ def print_inspect(report: dict[str, Any], json_out: bool) -> None:
     from rich.table import Table
 
     console = Console()
-    summary = Table(title=f"package {report['package']}", show_header=False)
+    summary = Table(title=f"package {_shown(report['package'])}", show_header=False)
     summary.add_column("field", style="bold")
     summary.add_column("value")
     params = report["parameters"]
@@ -121,19 +129,19 @@ def print_inspect(report: dict[str, Any], json_out: bool) -> None:
     else:
         rows.append(("graph", graph["reason"]))
     for field, value in rows:
-        summary.add_row(field, value)
+        summary.add_row(_shown(field), _shown(value))
     console.print(summary)
     if graph["available"]:
         ops = Table(title="op histogram")
         ops.add_column("op")
         ops.add_column("count", justify="right")
         for op, count in graph["op_histogram"].items():
-            ops.add_row(op, str(count))
+            ops.add_row(_shown(op), str(count))
         console.print(ops)
         nodes = Table(title="custom nodes")
         nodes.add_column("node")
         nodes.add_column("op")
         nodes.add_column("attributes")
         for n in graph["custom_nodes"]:
-            nodes.add_row(n["name"], n["op"], ", ".join(f"{k}={v}" for k, v in n["attributes"].items()))
+            nodes.add_row(_shown(n["name"]), _shown(n["op"]), _shown(", ".join(f"{k}={v}" for k, v in n["attributes"].items())))
         console.print(nodes)

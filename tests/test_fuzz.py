@@ -567,3 +567,25 @@ def test_stale_temp_folders_of_killed_writers_are_removed(tmp_path: Path) -> Non
     finally:
         live.kill()
         live.wait()
+
+
+def test_force_replaces_only_a_package(tmp_path: Path) -> None:
+    """`-o ~ --force` or `-o model.pt --force` by mistake: refused in one line, nothing deleted."""
+    from astroedge.errors import UserError
+    from astroedge.fileio import atomic_dir
+
+    folder = tmp_path / "home"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    afile = tmp_path / "model.pt"
+    afile.write_text("weights")
+    for target in (folder, afile):
+        with pytest.raises(UserError, match="not a package"), atomic_dir(target, force=True):
+            pass
+    assert (folder / "notes.txt").read_text() == "mine" and afile.read_text() == "weights"
+    package = tmp_path / "old.aepkg"
+    package.mkdir()
+    (package / "manifest.json").write_text("{}")
+    with atomic_dir(package, force=True) as tmp:
+        (tmp / "manifest.json").write_text('{"new": 1}')
+    assert json.loads((package / "manifest.json").read_text()) == {"new": 1}
