@@ -325,7 +325,7 @@ def test_generate_streams_text_and_honours_stop(engine: Engine) -> None:
 # -- C and Python: one library, one RNG ---------------------------------------------------------------
 
 
-def c_generate(engine: Engine, prompt: bytes, n: int, **settings: float) -> tuple[list[int], bytes]:
+def c_generate(engine: Engine, prompt: bytes, n: int, stop: tuple[str, ...] = (), **settings: float) -> tuple[list[int], bytes]:
     """C's own generation loop (ae_generate, as C apps call it) on a new stream of this engine."""
     c = lib()
     params = c.new(c.ae_generate_params_create)
@@ -345,6 +345,9 @@ def c_generate(engine: Engine, prompt: bytes, n: int, **settings: float) -> tupl
         c.check(c.ae_generate_params_set_top_p(params, settings.get("top_p", 1.0)))
         c.check(c.ae_generate_params_set_repetition_penalty(params, settings.get("repetition_penalty", 1.0)))
         c.check(c.ae_generate_params_set_seed(params, int(settings.get("seed", 0))))
+        for text_stop in stop:
+            raw = text_stop.encode()
+            c.check(c.ae_generate_params_add_stop(params, raw, len(raw)))
         ids = (ctypes.c_int32 * len(prompt))(*prompt)
         c.check(c.ae_generate(stream, ctypes.addressof(ids), len(prompt), params, TOKEN_CALLBACK(on_token), None, None, None))
     finally:
@@ -365,6 +368,17 @@ def c_generate(engine: Engine, prompt: bytes, n: int, **settings: float) -> tupl
 def test_one_seed_picks_the_same_tokens_in_c_and_python(engine: Engine, settings: dict[str, float]) -> None:
     want_tokens, want_text = c_generate(engine, PROMPT.encode(), 60, **settings)
     out = list(engine.create_stream().generate(PROMPT, 60, **settings))  # type: ignore[arg-type]
+    assert [t for t, _ in out] == want_tokens
+    assert "".join(p for _, p in out).encode() == want_text
+
+
+def test_stop_strings_end_generation_at_the_same_token_in_c_and_python(engine: Engine) -> None:
+    _, text = c_generate(engine, PROMPT.encode(), 120, temperature=0.9, seed=4)
+    decoded = text.decode("utf-8", errors="replace")
+    stops = ("@@never@@", decoded[50:53])  # three characters from the middle: the first occurrence ends both
+    want_tokens, want_text = c_generate(engine, PROMPT.encode(), 120, stops, temperature=0.9, seed=4)
+    assert len(want_tokens) < 120 and want_text.decode("utf-8", errors="replace").endswith(stops[1])
+    out = list(engine.create_stream().generate(PROMPT, 120, temperature=0.9, seed=4, stop=stops))
     assert [t for t, _ in out] == want_tokens
     assert "".join(p for _, p in out).encode() == want_text
 
