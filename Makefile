@@ -98,8 +98,9 @@ bench: setup
 # aarch64 (Jetson's CPU): cross-compile with g++-aarch64-linux-gnu, run the C kernel tests and the C
 # sample under qemu-user against PyPI's aarch64 libonnxruntime; same greedy tokens as x86 (docs/jetson.md).
 # Installs the cross compiler and qemu-user-static with apt-get when run as root.
+# Exit status 77 (the tools cannot be installed here) is a skip, reported, not a failure.
 aarch64-check: setup
-	scripts/aarch64_check.sh
+	@scripts/aarch64_check.sh || [ $$? -eq 77 ]
 
 # The wheel (scikit-build-core; the CUDA library too where nvcc is found), into $(BUILD)/dist.
 wheel: $(STAMP)

@@ -7,7 +7,8 @@
 # Installs what it lacks (g++-aarch64-linux-gnu, qemu-user-static) with apt-get when run as root;
 # exits 77 ("skipped") with the reason when that is impossible. Output: build/aarch64/.
 #
-# Environment: PY (host python with torch + onnxruntime, default .venv/bin/python), CMAKE, TOKENS (64).
+# Environment: PY (host python with torch + onnxruntime, default .venv/bin/python), CMAKE, TOKENS (64),
+# AARCH64_INSTALL=0 (never install: skip when the tools are missing; what the pytest wrapper uses).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,6 +24,7 @@ skip() { echo "aarch64-check skipped: $*" >&2; exit 77; }
 # --- tools -----------------------------------------------------------------------------------------
 qemu() { command -v qemu-aarch64-static || command -v qemu-aarch64 || true; }
 if ! command -v aarch64-linux-gnu-g++ >/dev/null || [[ -z $(qemu) ]]; then
+  [[ ${AARCH64_INSTALL:-1} != 0 ]] || skip "g++-aarch64-linux-gnu or qemu-user-static is not installed (make aarch64-check installs them)"
   command -v apt-get >/dev/null || skip "no apt-get to install g++-aarch64-linux-gnu and qemu-user-static"
   [[ $(id -u) -eq 0 ]] || skip "installing g++-aarch64-linux-gnu and qemu-user-static needs root (sudo apt-get install them)"
   echo "installing g++-aarch64-linux-gnu qemu-user-static (apt-get)"
