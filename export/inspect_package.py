@@ -9,6 +9,7 @@ rather than failing, so inspect also runs on a device.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def _graph_summary(onnx_bytes: bytes, source: Path) -> dict[str, Any]:
         {
             "name": n.name,
             "op": f"{n.domain}::{n.op_type}",
-            "attributes": {a.name: _attr_value(onnx.helper.get_attribute_value(a)) for a in n.attribute},
+            "attributes": {a.name: _attribute(onnx, a) for a in n.attribute},
         }
         for n in proto.graph.node
         if n.domain not in ("", "ai.onnx")
@@ -53,8 +54,25 @@ def _graph_summary(onnx_bytes: bytes, source: Path) -> dict[str, Any]:
     }
 
 
-def _attr_value(value: Any) -> Any:
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+def _attribute(onnx: Any, attr: Any) -> Any:
+    """An attribute as plain JSON: a damaged or unusual one (tensor, graph, unknown type) is described, never a traceback."""
+    try:
+        value = onnx.helper.get_attribute_value(attr)
+    except Exception:  # onnx raises ValueError/TypeError for unknown attribute types; inspect only describes
+        return "<unreadable attribute>"
+    return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/Infinity
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return f"<{type(value).__name__}>"
 
 
 def inspect_package(path: str | Path) -> dict[str, Any]:
