@@ -16,13 +16,14 @@ def export(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint to export (model.pt)")],
     output: Annotated[Path, typer.Option("-o", "--output", help="package directory to write (model.aepkg)")],
     force: Annotated[bool, typer.Option("--force", help="replace an existing package")] = False,
+    dense: Annotated[bool, typer.Option("--dense", help="keep W_O and W_2 as dense MatMul instead of SpikeMatMul (comparison)")] = False,
 ) -> None:
-    """Export a checkpoint to a package: fp32 ONNX (one AMSU node per layer + fallback), manifest, tokenizer."""
+    """Export a checkpoint to a package: fp32 ONNX (AMSU + 2 SpikeMatMul nodes per layer, fallbacks), manifest, tokenizer."""
     from astroedge.export.package import export_package
     from astroedge.progress import progress
 
     with progress(f"exporting {checkpoint}"):
-        path = export_package(checkpoint, output, force=force)
+        path = export_package(checkpoint, output, force=force, dense=dense)
     typer.echo(f"wrote {path}")
 
 

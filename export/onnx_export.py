@@ -134,7 +134,11 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def build_onnx(model: AMSNet) -> onnx.ModelProto:
-    """Trace `model` (eval mode, fp32) into a ModelProto with named I/O and the fallback attached."""
+    """Trace `model` (eval mode, fp32) into a ModelProto with named I/O and the fallback functions attached.
+
+    W_O and W_2, the products fed by spikes, become ``astroedge::SpikeMatMul`` nodes, two per layer
+    (export/spike_matmul.py; its to_dense turns them back into MatMul: ``astroedge export --dense``).
+    """
     model = model.eval().float()
     n_layers = model.cfg.n_layers
     past, present = state_names(n_layers)
@@ -161,6 +165,11 @@ def build_onnx(model: AMSNet) -> onnx.ModelProto:
         raise RuntimeError(f"exported graph has {len(amsu_nodes)} {c.domain}::{c.name} nodes for {n_layers} layers")
     for i, node in enumerate(amsu_nodes):  # graph order is layer order
         node.name = f"layers.{i}.amsu"
+    from astroedge.export.spike_matmul import to_sparse
+
+    rewritten = to_sparse(proto)
+    if rewritten != 2 * n_layers:
+        raise RuntimeError(f"exported graph has {rewritten} spike products (W_O, W_2) for {n_layers} layers; expected {2 * n_layers}")
     return proto
 
 

@@ -20,10 +20,11 @@ from astroedge.tokenizer import spec_to_json_file
 __all__ = ["MANIFEST", "export_package", "sha256_file"]
 
 
-def export_package(checkpoint: str | Path, output: str | Path, force: bool = False) -> Path:
+def export_package(checkpoint: str | Path, output: str | Path, force: bool = False, dense: bool = False) -> Path:
     """Write the package for `checkpoint` to `output` (a directory, conventionally *.aepkg).
 
     Refuses an existing `output` unless `force`; bad input raises UserError before anything is written.
+    `dense` keeps W_O and W_2 as plain MatMul instead of astroedge::SpikeMatMul (for comparison).
     """
     from astroedge import checkpoint as ckpt
     from astroedge.export.onnx_export import build_onnx, save_onnx
@@ -34,6 +35,10 @@ def export_package(checkpoint: str | Path, output: str | Path, force: bool = Fal
     with atomic_dir(output, force=force) as tmp:
         tmp.chmod(0o755)  # mkdtemp makes it private; a package is an ordinary readable directory
         proto = build_onnx(ck.model)
+        if dense:
+            from astroedge.export.spike_matmul import to_dense
+
+            to_dense(proto)
         opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
         external = save_onnx(proto, tmp / ONNX_FILE)
         tok_entry, tok_text = spec_to_json_file(ck.tokenizer.spec())

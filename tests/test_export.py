@@ -235,7 +235,8 @@ def test_inspect_reports_graph_and_state(tiny_package: Path) -> None:
     assert report["state_bytes_per_stream"] == 2880
     graph = report["graph"]
     assert graph["op_histogram"]["astroedge::AMSU"] == 2 and graph["fallback_attached"]
-    assert [n["name"] for n in graph["custom_nodes"]] == ["layers.0.amsu", "layers.1.amsu"]
+    assert graph["op_histogram"]["astroedge::SpikeMatMul"] == 4  # W_O and W_2 of each layer
+    assert [n["name"] for n in graph["custom_nodes"]] == [f"layers.{i}.{op}" for i in range(2) for op in ("amsu", "w_o", "w_2")]
     assert report["files"]["model.onnx"] > 0
 
 
