@@ -328,6 +328,28 @@ def mutate_external_location(secret: Path) -> Callable[[random.Random, Path], st
     return apply
 
 
+def mutate_graph_attributes(rng: random.Random, pkg: Path) -> str | None:
+    """A node attribute (AMSU's first among them) set to a hostile value, the graph re-listed: a valid-looking package."""
+    import onnx
+
+    model = onnx.load(str(pkg / "model.onnx"))
+    nodes = [n for n in model.graph.node if n.attribute]
+    custom = [n for n in nodes if n.domain not in ("", "ai.onnx")]
+    node = rng.choice(custom if custom and rng.random() < 0.7 else nodes)
+    attr = rng.choice(list(node.attribute))
+    if attr.type == onnx.AttributeProto.INT:
+        attr.i = rng.choice([0, -1, 2**31, 2**63 - 1, -(2**63)])
+    elif attr.type == onnx.AttributeProto.FLOAT:
+        attr.f = rng.choice([float("nan"), float("inf"), -1e38, 0.0])
+    elif attr.type == onnx.AttributeProto.STRING:
+        attr.s = rng.choice([b"", b"\xff\xfe", b"x" * 1000, b"../../etc/passwd"])
+    else:
+        node.attribute.remove(attr)
+    (pkg / "model.onnx").write_bytes(model.SerializeToString())
+    _rehash(pkg, "model.onnx")
+    return None
+
+
 def mutate_unlisted_tokenizer(rng: random.Random, pkg: Path) -> str | None:
     """The tokenizer's manifest entry removed and its bytes changed: an unlisted file must never be read."""
     m = json.loads((pkg / "manifest.json").read_text())
@@ -348,6 +370,7 @@ def _package_families(bases: dict[str, Path]) -> list[tuple[str, str, Callable[[
         ("manifest-field-hf", "hf", mutate_manifest),
         ("manifest-bytes", "bytes", mutate_manifest_bytes),
         ("graph-bytes", "bytes", mutate_file_bytes("model.onnx")),
+        ("graph-attributes", "bytes", mutate_graph_attributes),
         ("external-data-bytes", "ext", mutate_file_bytes("model.onnx.data")),
         ("external-location", "ext", mutate_external_location(secret)),
         ("tokenizer-bytes", "hf", mutate_file_bytes("tokenizer.json")),
