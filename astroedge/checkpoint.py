@@ -99,6 +99,9 @@ def load(path: str | Path) -> Checkpoint:
         if weights_sha256(weights) != digest:
             raise UserError(f"{p}: the weights do not match their checksum 'weights_sha256' (file corrupted or edited); re-train it or "
                             "restore it from a copy")
+    bad = next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise UserError(f"{p}: weight '{bad[:80]}' holds NaN or infinite values; the training diverged or the file is damaged, re-train it")
     model = AMSNet(cfg)
     try:
         model.load_state_dict(weights)

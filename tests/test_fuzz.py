@@ -532,6 +532,15 @@ def test_checkpoint_refusals_are_one_short_line(tiny_checkpoint: Path, tmp_path:
         p["weights"][name] = t
 
     refused(flip_one_bit, "checksum")
+
+    def nan_weight(p: dict[str, Any]) -> None:
+        name = sorted(p["weights"])[0]
+        t = p["weights"][name].clone()
+        t.view(-1)[0] = float("nan")
+        p["weights"][name] = t
+        p["weights_sha256"] = checkpoint.weights_sha256(p["weights"])
+
+    refused(nan_weight, "NaN")
     refused(lambda p: p.pop("weights_sha256"), "weights_sha256")
     for version in (0, -1, True, "1"):
         refused(lambda p, v=version: p.__setitem__("format_version", v), "format_version")
