@@ -344,7 +344,7 @@ AeStatus ae_stream_get_state(const AeStream* stream, float* state, size_t size) 
     require(stream && state, "ae_stream_get_state: NULL argument");
     size_t need = stream->state.size() * sizeof(float);
     if (size < need) throw Error(AE_ERR_BUFFER_TOO_SMALL, "ae_stream_get_state: " + std::to_string(size) + " bytes given, " + std::to_string(need) + " needed");
-    std::memcpy(state, stream->state.data(), need);
+    stream->engine->to_host(state, stream->state.data(), stream->state.size());
   });
 }
 

@@ -1,5 +1,6 @@
 #include "engine.h"
 
+#include <dlfcn.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -161,6 +162,21 @@ void AeEngine::load_session(const AeEngineParams& params, const std::vector<uint
     api_->ReleaseSessionOptions(opts);
     opts = nullptr;
     check(api_, api_->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &memory_), "creating memory info");
+    if (device == "cuda") {
+      check(api_, api_->CreateMemoryInfo("Cuda", OrtDeviceAllocator, params.device_id, OrtMemTypeDefault, &gpu_memory_), "device \"cuda\": memory info");
+      check(api_, api_->CreateAllocator(session_, gpu_memory_, &gpu_alloc_), "device \"cuda\": the GPU allocator", AE_ERR_UNSUPPORTED);
+      for (const char* name : {"libcudart.so.12", "libcudart.so.13", "libcudart.so.11.0", "libcudart.so"}) {
+        if ((cuda_.handle = dlopen(name, RTLD_NOW | RTLD_LOCAL))) break;
+      }
+      if (cuda_.handle) {
+        cuda_.memcpy = reinterpret_cast<int (*)(void*, const void*, size_t, int)>(dlsym(cuda_.handle, "cudaMemcpy"));
+        cuda_.memset = reinterpret_cast<int (*)(void*, int, size_t)>(dlsym(cuda_.handle, "cudaMemset"));
+        cuda_.synchronize = reinterpret_cast<int (*)()>(dlsym(cuda_.handle, "cudaDeviceSynchronize"));
+      }
+      if (!cuda_.memcpy || !cuda_.memset || !cuda_.synchronize) {
+        throw Error(AE_ERR_UNSUPPORTED, "device \"cuda\": the CUDA runtime (libcudart.so.12) could not be loaded beside onnxruntime's CUDA provider; install CUDA, or use \"cpu\"");
+      }
+    }
     input_names_ = {manifest.tokens_input, manifest.position_input};
     output_names_ = {manifest.logits_output};
     for (const auto& s : manifest.state) {
@@ -178,7 +194,13 @@ void AeEngine::load_session(const AeEngineParams& params, const std::vector<uint
 AeEngine::~AeEngine() { release(); }
 
 void AeEngine::release() {
+  if (cuda_.handle) dlclose(cuda_.handle);
+  cuda_ = {};
   if (!api_) return;
+  if (gpu_alloc_) api_->ReleaseAllocator(gpu_alloc_);
+  if (gpu_memory_) api_->ReleaseMemoryInfo(gpu_memory_);
+  gpu_alloc_ = nullptr;
+  gpu_memory_ = nullptr;
   if (memory_) api_->ReleaseMemoryInfo(memory_);
   if (session_) api_->ReleaseSession(session_);
   if (env_) api_->ReleaseEnv(env_);
@@ -216,46 +238,53 @@ void AeEngine::check_io() const {
   }
 }
 
+// One graph call through an OrtIoBinding: tokens and positions from host memory, state read from and
+// written to the device's memory (host or GPU: it stays there), logits written to host memory.
 void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t* positions, const float* past, float* present, float* logits) const {
-  struct Values {
+  struct Call {
     const OrtApi* api;
-    std::vector<OrtValue*> v;
-    ~Values() {
-      for (OrtValue* x : v) api->ReleaseValue(x);
+    OrtIoBinding* binding = nullptr;
+    std::vector<OrtValue*> values;
+    ~Call() {
+      for (OrtValue* x : values) api->ReleaseValue(x);
+      if (binding) api->ReleaseIoBinding(binding);
     }
-  };
-  Values in{api_, {}}, out{api_, {}};
-  auto tensor = [&](Values& into, const void* data, size_t bytes, const std::vector<int64_t>& shape, ONNXTensorElementDataType type) {
+  } call{api_, nullptr, {}};
+  auto tensor = [&](const OrtMemoryInfo* where, const void* data, size_t bytes, const std::vector<int64_t>& shape, ONNXTensorElementDataType type) {
     OrtValue* value = nullptr;
-    check(api_, api_->CreateTensorWithDataAsOrtValue(memory_, const_cast<void*>(data), bytes, shape.data(), shape.size(), type, &value), "creating a tensor");
-    into.v.push_back(value);
+    check(api_, api_->CreateTensorWithDataAsOrtValue(where, const_cast<void*>(data), bytes, shape.data(), shape.size(), type, &value), "creating a tensor");
+    call.values.push_back(value);
+    return value;
   };
   const auto f32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   const auto i64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+  const OrtMemoryInfo* state_memory = gpu_memory_ ? gpu_memory_ : memory_;
   const int64_t b = int64_t(batch);
   const size_t vocab = size_t(manifest.vocab_size);
-  tensor(in, tokens, batch * n * sizeof(int64_t), {b, int64_t(n)}, i64);
-  tensor(in, positions, batch * sizeof(int64_t), {b}, i64);
-  tensor(out, logits, batch * n * vocab * sizeof(float), {b, int64_t(n), manifest.vocab_size}, f32);
+  check(api_, api_->CreateIoBinding(session_, &call.binding), "binding the graph's inputs and outputs");
+  auto bind = [&](bool input, const std::string& name, OrtValue* value) {
+    check(api_, input ? api_->BindInput(call.binding, name.c_str(), value) : api_->BindOutput(call.binding, name.c_str(), value), "binding " + name);
+  };
+  bind(true, manifest.tokens_input, tensor(memory_, tokens, batch * n * sizeof(int64_t), {b, int64_t(n)}, i64));
+  bind(true, manifest.position_input, tensor(memory_, positions, batch * sizeof(int64_t), {b}, i64));
+  bind(false, manifest.logits_output, tensor(memory_, logits, batch * n * vocab * sizeof(float), {b, int64_t(n), manifest.vocab_size}, f32));
   for (size_t i = 0; i < manifest.state.size(); ++i) {
     const auto& s = manifest.state[i];
     std::vector<int64_t> shape = s.shape;
     shape[0] = b;
     size_t offset = batch * state_offsets[i], bytes = batch * s.count * sizeof(float);
-    tensor(in, past + offset, bytes, shape, f32);
-    tensor(out, present + offset, bytes, shape, f32);
+    bind(true, s.input, tensor(state_memory, past + offset, bytes, shape, f32));
+    bind(false, s.output, tensor(state_memory, present + offset, bytes, shape, f32));
   }
-  std::vector<const char*> in_names, out_names;
-  for (const auto& s : input_names_) in_names.push_back(s.c_str());
-  for (const auto& s : output_names_) out_names.push_back(s.c_str());
-  check(api_, api_->Run(session_, nullptr, in_names.data(), in.v.data(), in.v.size(), out_names.data(), out_names.size(), out.v.data()),
-        "running " + manifest.path(manifest.onnx_file));
+  check(api_, api_->RunWithBinding(session_, nullptr, call.binding), "running " + manifest.path(manifest.onnx_file));
+  check(api_, api_->SynchronizeBoundOutputs(call.binding), "running " + manifest.path(manifest.onnx_file));
   size_t bad = ae::first_non_finite(logits, batch * n * vocab);
   if (bad < batch * n * vocab) {
     throw Error(AE_ERR_NON_FINITE, manifest.path(manifest.onnx_file) + ": the graph produced a non-finite logit (" + std::to_string(logits[bad]) +
                                        "); the weights or the state are damaged (reset the stream; re-export the package)");
   }
-  size_t floats = batch * state_floats;
+  // On the GPU the state is not copied back to be checked: a non-finite state shows in the next logits.
+  size_t floats = gpu_memory_ ? 0 : batch * state_floats;
   bad = ae::first_non_finite(present, floats);
   if (bad < floats) {
     throw Error(AE_ERR_NON_FINITE, manifest.path(manifest.onnx_file) + ": the graph produced a non-finite state value (" + std::to_string(present[bad]) +
@@ -263,11 +292,63 @@ void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t*
   }
 }
 
+float* AeEngine::state_alloc(size_t floats) const {
+  if (!gpu_alloc_) return floats ? new float[floats]() : nullptr;
+  if (!floats) return nullptr;
+  void* p = gpu_alloc_->Alloc(gpu_alloc_, floats * sizeof(float));
+  if (!p) throw std::bad_alloc();
+  zero(static_cast<float*>(p), floats);
+  return static_cast<float*>(p);
+}
+
+void AeEngine::state_free(float* p) const {
+  if (!p) return;
+  if (gpu_alloc_) gpu_alloc_->Free(gpu_alloc_, p);
+  else delete[] p;
+}
+
+namespace {
+void cuda_check(int rc, const char* what) {
+  if (rc != 0) throw Error(AE_ERR_RUNTIME, std::string("device \"cuda\": ") + what + " failed (CUDA error " + std::to_string(rc) + ")");
+}
+}  // namespace
+
+void AeEngine::to_host(float* dst, const float* src, size_t floats) const {
+  if (gpu_alloc_) cuda_check(cuda_.memcpy(dst, src, floats * sizeof(float), 4), "copying state to the host");
+  else if (floats) std::memcpy(dst, src, floats * sizeof(float));
+}
+void AeEngine::to_device(float* dst, const float* src, size_t floats) const { to_host(dst, src, floats); }  // cudaMemcpyDefault: any direction
+void AeEngine::on_device(float* dst, const float* src, size_t floats) const { to_host(dst, src, floats); }
+
+void AeEngine::zero(float* p, size_t floats) const {
+  if (gpu_alloc_) cuda_check(cuda_.memset(p, 0, floats * sizeof(float)), "zeroing state");
+  else std::fill(p, p + floats, 0.0f);
+}
+
+ae::StateBuffer::StateBuffer(const AeEngine* e, size_t floats) : e_(e), p_(e->state_alloc(floats)), n_(floats) {}
+
+ae::StateBuffer::StateBuffer(const StateBuffer& other) : e_(other.e_), p_(other.e_->state_alloc(other.n_)), n_(other.n_) {
+  try {
+    e_->on_device(p_, other.p_, n_);
+  } catch (...) {
+    e_->state_free(p_);
+    throw;
+  }
+}
+
+ae::StateBuffer::~StateBuffer() { e_->state_free(p_); }
+
+void ae::StateBuffer::swap(StateBuffer& other) noexcept {
+  std::swap(e_, other.e_);
+  std::swap(p_, other.p_);
+  std::swap(n_, other.n_);
+}
+
 AeStream::AeStream(AeEngine* e)
-    : engine(e), state(e->state_floats, 0.0f), next(e->state_floats, 0.0f), logits(size_t(e->manifest.vocab_size), 0.0f), seen(size_t(e->manifest.vocab_size), 0) {}
+    : engine(e), state(e, e->state_floats), next(e, e->state_floats), logits(size_t(e->manifest.vocab_size), 0.0f), seen(size_t(e->manifest.vocab_size), 0) {}
 
 void AeStream::reset() {
-  std::fill(state.begin(), state.end(), 0.0f);
+  engine->zero(state.data(), state.size());
   std::fill(logits.begin(), logits.end(), 0.0f);
   std::fill(seen.begin(), seen.end(), uint8_t(0));
   position = 0;
@@ -294,7 +375,7 @@ void AeStream::feed(const int32_t* tokens, size_t n) {
   size_t vocab = size_t(engine->manifest.vocab_size);
   // State flows state -> next (-> spare -> next ... for long prefills); `state` is replaced only
   // after every chunk succeeded, so a failing call leaves the stream as it was.
-  std::vector<float> spare(n > kMaxChunk ? state.size() : 0);
+  ae::StateBuffer spare(engine, n > kMaxChunk ? state.size() : 0);
   const float* src = state.data();
   float* dst = next.data();
   uint64_t pos = position;
@@ -332,23 +413,28 @@ void ae::decode_batch(AeStream* const* streams, const int32_t* tokens, size_t n,
   const ae::Manifest& m = e->manifest;
   const size_t vocab = size_t(m.vocab_size), floats = e->state_floats;
   // Stack: tensor i of every stream, then tensor i + 1 ... (the [batch, ...] layout run() expects).
-  std::vector<float> past(n * floats), present(n * floats), logits(n * vocab);
+  ae::StateBuffer past(e, n * floats), present(e, n * floats);
+  std::vector<float> logits(n * vocab);
   std::vector<int64_t> ids(n), positions(n);
   for (size_t b = 0; b < n; ++b) {
     ids[b] = tokens[b];
     positions[b] = int64_t(streams[b]->position);
     for (size_t i = 0; i < m.state.size(); ++i) {
       size_t count = m.state[i].count, off = e->state_offsets[i];
-      std::memcpy(past.data() + n * off + b * count, streams[b]->state.data() + off, count * sizeof(float));
+      e->on_device(past.data() + n * off + b * count, streams[b]->state.data() + off, count);
     }
   }
   e->run(ids.data(), n, 1, positions.data(), past.data(), present.data(), logits.data());
-  for (size_t b = 0; b < n; ++b) {  // nothing below can fail
-    AeStream& s = *streams[b];
+  // Unstack into each stream's spare buffer first, then swap: a copy that fails changes no stream.
+  for (size_t b = 0; b < n; ++b) {
     for (size_t i = 0; i < m.state.size(); ++i) {
       size_t count = m.state[i].count, off = e->state_offsets[i];
-      std::memcpy(s.state.data() + off, present.data() + n * off + b * count, count * sizeof(float));
+      e->on_device(streams[b]->next.data() + off, present.data() + n * off + b * count, count);
     }
+  }
+  for (size_t b = 0; b < n; ++b) {  // nothing below can fail
+    AeStream& s = *streams[b];
+    s.state.swap(s.next);
     std::memcpy(s.logits.data(), logits.data() + b * vocab, vocab * sizeof(float));
     s.has_logits = true;
     s.position += 1;

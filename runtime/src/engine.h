@@ -1,5 +1,8 @@
 // The structs behind the opaque handles: an engine (manifest + session, immutable after creation,
 // so shareable across threads) and a stream (double-buffered fp32 state, position, logits, history).
+// A stream's state lives where the device computes: host memory for "cpu", GPU memory for "cuda"
+// (every graph call binds it with an OrtIoBinding, so it never leaves the GPU between steps; only
+// the logits come back to the host, for sampling).
 #ifndef ASTROEDGE_RUNTIME_ENGINE_H_
 #define ASTROEDGE_RUNTIME_ENGINE_H_
 
@@ -12,6 +15,17 @@
 #include "manifest.h"
 #include "params.h"
 
+namespace ae {
+// The CUDA runtime's copy functions, looked up with dlopen when the device is "cuda" (the CUDA
+// execution provider has loaded libcudart already): libastroedge has no link dependency on CUDA.
+struct CudaRuntime {
+  void* handle = nullptr;
+  int (*memcpy)(void* dst, const void* src, size_t bytes, int kind) = nullptr;  // kind 4: cudaMemcpyDefault
+  int (*memset)(void* dst, int value, size_t bytes) = nullptr;
+  int (*synchronize)() = nullptr;
+};
+}  // namespace ae
+
 struct AeEngine {
   explicit AeEngine(const AeEngineParams& params);
   ~AeEngine();
@@ -23,6 +37,15 @@ struct AeEngine {
   // ([batch, ...] for tensor 0, then tensor 1, ...); logits [batch, n, vocab]. Throws ae::Error,
   // AE_ERR_NON_FINITE if the logits or the new state hold NaN/Inf.
   void run(const int64_t* tokens, size_t batch, size_t n, const int64_t* positions, const float* past, float* present, float* logits) const;
+
+  // State memory of this engine's device: allocated, copied and zeroed here (host memory on "cpu").
+  float* state_alloc(size_t floats) const;
+  void state_free(float* p) const;
+  void to_host(float* dst, const float* src, size_t floats) const;
+  void to_device(float* dst, const float* src, size_t floats) const;
+  void on_device(float* dst, const float* src, size_t floats) const;
+  void zero(float* p, size_t floats) const;
+  bool on_gpu() const { return gpu_alloc_ != nullptr; }
 
   ae::Manifest manifest;
   std::string kernel;  // "library" or "fallback"
@@ -38,9 +61,31 @@ struct AeEngine {
   const OrtApi* api_ = nullptr;
   OrtEnv* env_ = nullptr;
   OrtSession* session_ = nullptr;
-  OrtMemoryInfo* memory_ = nullptr;
+  OrtMemoryInfo* memory_ = nullptr;        // host
+  OrtMemoryInfo* gpu_memory_ = nullptr;    // "cuda" only
+  OrtAllocator* gpu_alloc_ = nullptr;      // "cuda" only
+  ae::CudaRuntime cuda_;
   std::vector<std::string> input_names_, output_names_;
 };
+
+namespace ae {
+// `floats` floats of state memory on the engine's device, zeroed; copies stay on the device.
+class StateBuffer {
+ public:
+  StateBuffer(const AeEngine* e, size_t floats);
+  StateBuffer(const StateBuffer& other);
+  StateBuffer& operator=(const StateBuffer&) = delete;
+  ~StateBuffer();
+  float* data() const { return p_; }
+  size_t size() const { return n_; }
+  void swap(StateBuffer& other) noexcept;
+
+ private:
+  const AeEngine* e_;
+  float* p_ = nullptr;
+  size_t n_ = 0;
+};
+}  // namespace ae
 
 struct AeStream {
   explicit AeStream(AeEngine* e);
@@ -50,7 +95,7 @@ struct AeStream {
   void check_tokens(const int32_t* tokens, size_t n) const;  // AE_ERR_INVALID_ARGUMENT / AE_ERR_POSITION
 
   AeEngine* engine;
-  std::vector<float> state, next;  // current state and the buffer the next call writes
+  ae::StateBuffer state, next;  // current state and the buffer the next call writes (device memory)
   uint64_t position = 0;
   std::vector<float> logits;  // after the last consumed token
   bool has_logits = false;

@@ -55,8 +55,10 @@ void save_state(const AeStream& stream, const std::string& path) {
   put<uint64_t>(buf, stream.position);
   put<uint64_t>(buf, e.state_floats);
   put<uint64_t>(buf, uint64_t(e.manifest.vocab_size));
-  const auto* s = reinterpret_cast<const uint8_t*>(stream.state.data());
-  buf.insert(buf.end(), s, s + stream.state.size() * sizeof(float));
+  std::vector<float> state(stream.state.size());
+  e.to_host(state.data(), stream.state.data(), state.size());
+  const auto* s = reinterpret_cast<const uint8_t*>(state.data());
+  buf.insert(buf.end(), s, s + state.size() * sizeof(float));
   const auto* l = reinterpret_cast<const uint8_t*>(stream.logits.data());
   buf.insert(buf.end(), l, l + stream.logits.size() * sizeof(float));
   Sha256 sha;
@@ -77,7 +79,7 @@ void set_state(AeStream& stream, const float* state, uint64_t position, const fl
   if (logits && (bad = first_non_finite(logits, vocab)) < vocab) {
     throw Error(AE_ERR_NON_FINITE, what + ": logit " + std::to_string(bad) + " is " + std::to_string(logits[bad]) + ", not finite");
   }
-  std::memcpy(stream.state.data(), state, e.state_floats * sizeof(float));
+  e.to_device(stream.state.data(), state, e.state_floats);
   if (logits) std::memcpy(stream.logits.data(), logits, vocab * sizeof(float));
   else std::fill(stream.logits.begin(), stream.logits.end(), 0.0f);
   stream.position = position;
