@@ -91,6 +91,11 @@ def test_fixture_files_are_what_the_index_says() -> None:
     for entry in names:
         assert hashlib.sha256((FIXTURES / entry["file"]).read_bytes()).hexdigest() == entry["sha256"], entry["file"]
     assert INDEX["start_position"] > 2**31
+    # make_fixtures.py ran the float64 PyTorch reference too: no spike decision within 1e-4 of its threshold
+    # (fp32 rounding is ~1e-7 there), so a tolerance failure is an error, not a rounding tie flipping a spike.
+    ref = INDEX["float64_reference"]
+    assert ref["min_abs_drive"] >= 1e-4 and ref["spike_decisions"] > 1000
+    assert ref["max_abs_logit_diff_fp32"] <= INDEX["precisions"]["fp32"]["tolerance"]["logits"]["atol"]
     total = sum(p.stat().st_size for p in FIXTURES.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     assert total < 1024 * 1024  # committed: keep it small
 
