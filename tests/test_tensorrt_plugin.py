@@ -1,11 +1,12 @@
-"""The AMSU TensorRT plugin (plugins/amsu/tensorrt/) against the op contract and the reference model.
+"""The TensorRT plugins (AMSU: plugins/amsu/tensorrt/, SpikeMatMul: plugins/spikematmul/tensorrt/) against
+their op contracts and reference models.
 
 Three levels, because TensorRT itself exists on none of our machines:
-- always: the plugin's identity and field rules (amsu_trt_fields.cc, TensorRT-free) compiled against the
-  header generated from the contract, for the real contract and for altered ones;
+- always: each plugin's identity and field rules (*_trt_fields.cc, TensorRT-free) compiled against the
+  header generated from the contract, for the real contract and (AMSU) for altered ones;
 - with TensorRT's public headers ($TRT_INCLUDE_DIR): plugins/scripts/check_tensorrt_plugin.sh builds
-  plugin_host_check, which drives the real plugin objects as TensorRT would, with the CPU kernel behind
-  amsu_cuda_forward; its outputs must equal the reference on random inputs with non-zero state;
+  amsu_host_check and spikematmul_host_check, which drive the real plugin objects as TensorRT would, with
+  the CPU kernels behind the CUDA entry points; their outputs must equal the references on random inputs;
 - with TensorRT and the built plugin (`tensorrt` marker): an engine built from a one-node ONNX model.
 """
 
@@ -28,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = ROOT / "astroedge" / "contract" / "amsu.json"
 GENERATOR = ROOT / "plugins" / "gen_contract_header.py"
 TRT_SRC = ROOT / "plugins" / "amsu" / "tensorrt"
+SMM_TRT_SRC = ROOT / "plugins" / "spikematmul" / "tensorrt"
+TRT_COMMON = ROOT / "plugins" / "common" / "tensorrt"
 CHECK_SCRIPT = ROOT / "plugins" / "scripts" / "check_tensorrt_plugin.sh"
 CXX = os.environ.get("CXX", "g++")
 
@@ -77,8 +80,20 @@ def _generate_header(contract: dict, folder: Path) -> None:
 def _compile_fields_driver(contract: dict, folder: Path) -> subprocess.CompletedProcess[str]:
     _generate_header(contract, folder)
     (folder / "driver.cc").write_text(FIELDS_DRIVER)
-    cmd = [CXX, "-std=c++17", "-Wall", "-Wextra", "-Werror", f"-I{folder}", f"-I{TRT_SRC}", str(folder / "driver.cc"),
-           str(TRT_SRC / "amsu_trt_fields.cc"), "-o", str(folder / "driver")]
+    cmd = [
+        CXX,
+        "-std=c++17",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        f"-I{folder}",
+        f"-I{TRT_SRC}",
+        f"-I{TRT_COMMON}",
+        str(folder / "driver.cc"),
+        str(TRT_SRC / "amsu_trt_fields.cc"),
+        "-o",
+        str(folder / "driver"),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
@@ -188,7 +203,7 @@ def host_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
     include = os.environ.get("TRT_INCLUDE_DIR")
     if not include:
         pytest.skip("set TRT_INCLUDE_DIR to a TensorRT include/ folder (NVIDIA/TensorRT on GitHub) to compile-check the plugin")
-    out = tmp_path_factory.mktemp("trt_check") / "plugin_host_check"
+    out = tmp_path_factory.mktemp("trt_check")
     run = subprocess.run([str(CHECK_SCRIPT), include], env={**os.environ, "HOST_CHECK_OUT": str(out)}, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "exports: getCreators setLoggerFinder" in run.stdout
@@ -202,7 +217,7 @@ def test_host_check_enqueue_matches_reference(host_check: Path, tmp_path: Path, 
         array.tofile(tmp_path / f"{name}.bin")
     tag = "f16" if dtype == np.float16 else "f32"
     dims = [str(SHAPE[k]) for k in ("b", "s", "d", "nh")]
-    args = [str(host_check), str(tmp_path), *dims, tag, str(int(alias)), str(THRESHOLD), str(EPS)]
+    args = [str(host_check / "amsu_host_check"), str(tmp_path), *dims, tag, str(int(alias)), str(THRESHOLD), str(EPS)]
     run = subprocess.run(args, capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout.startswith("OK"), run.stdout + run.stderr
     s = np.fromfile(tmp_path / "s.bin", dtype=dtype).reshape(case["x"].shape)
@@ -224,14 +239,24 @@ def _amsu_onnx(dtype: type[np.floating], case: dict[str, np.ndarray]) -> bytes:
     t = TensorProto.FLOAT16 if dtype == np.float16 else TensorProto.FLOAT
     nh, hd, d = SHAPE["nh"], SHAPE["d"] // SHAPE["nh"], SHAPE["d"]
     inputs = [helper.make_tensor_value_info(n, t, ["B", "S", d]) for n in ("x", "q", "k", "v")]
-    inputs += [helper.make_tensor_value_info("h_in", TensorProto.FLOAT, ["B", nh, hd, hd]),
-               helper.make_tensor_value_info("u_in", TensorProto.FLOAT, ["B", d])]
-    outputs = [helper.make_tensor_value_info("s", t, ["B", "S", d]),
-               helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["B", nh, hd, hd]),
-               helper.make_tensor_value_info("u_out", TensorProto.FLOAT, ["B", d])]
+    inputs += [
+        helper.make_tensor_value_info("h_in", TensorProto.FLOAT, ["B", nh, hd, hd]),
+        helper.make_tensor_value_info("u_in", TensorProto.FLOAT, ["B", d]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("s", t, ["B", "S", d]),
+        helper.make_tensor_value_info("h_out", TensorProto.FLOAT, ["B", nh, hd, hd]),
+        helper.make_tensor_value_info("u_out", TensorProto.FLOAT, ["B", d]),
+    ]
     node = helper.make_node(
-        contract["name"], [p["name"] for p in contract["inputs"]], [p["name"] for p in contract["outputs"]], domain=contract["domain"],
-        num_heads=nh, threshold=THRESHOLD, eps=EPS, plugin_namespace=attrs["plugin_namespace"]["default"],
+        contract["name"],
+        [p["name"] for p in contract["inputs"]],
+        [p["name"] for p in contract["outputs"]],
+        domain=contract["domain"],
+        num_heads=nh,
+        threshold=THRESHOLD,
+        eps=EPS,
+        plugin_namespace=attrs["plugin_namespace"]["default"],
         plugin_version=attrs["plugin_version"]["default"],
     )
     weights = [numpy_helper.from_array(case[n], n) for n in ("w_o", "gamma", "beta")]
@@ -310,3 +335,123 @@ def test_engine_matches_reference(trt_env: tuple[object, object], dtype: type[np
     for name, array in results.items():
         buffers[name].download(array)
     _assert_matches_reference(case, results["s"], results["h_out"], results["u_out"])
+
+
+# ----------------------------------------------------------------------------------------------
+# SpikeMatMul plugin: fields (always) and the host check (with TensorRT's headers).
+
+SMM_CONTRACT = ROOT / "astroedge" / "contract" / "spikematmul.json"
+
+SMM_FIELDS_DRIVER = r"""
+#include <cstdint>
+#include <cstdio>
+#include "spikematmul_trt_fields.h"
+using namespace astroedge::trt;
+static void run(char const* label, FieldView const* f, int32_t n) {
+  smm::Params p; std::string ignored;
+  std::string err = smm::parse_fields(f, n, &p, &ignored);
+  std::printf("%s\t%s\t%s\t%s\n", label, err.c_str(), err.empty() ? smm::describe(p).c_str() : "", ignored.c_str());
+}
+int main() {
+  std::printf("identity\t%s\t%s\t%s\n", smm::kPluginName, smm::kPluginVersion, smm::kPluginNamespace);
+  for (FieldSpec const& s : smm::kFieldSpecs) std::printf("field\t%s\t%d\n", s.name, static_cast<int>(s.kind));
+  int32_t n = 768, bs = 64, odd = 7, neg = -1; int64_t n64 = 45; float nf = 768.0f;
+  char const* N = smm::kFieldSpecs[0].name; char const* B = smm::kFieldSpecs[1].name;
+  FieldView good[] = {{N, FieldKind::kInt32, &n, 1}, {B, FieldKind::kInt32, &bs, 1},
+                      {"plugin_namespace", FieldKind::kOther, "astroedge", 1}};
+  run("good", good, 3);
+  FieldView defaults[] = {{N, FieldKind::kInt64, &n64, 1}};
+  run("default_block", defaults, 1);
+  run("missing", good + 1, 1);
+  FieldView float_n[] = {{N, FieldKind::kFloat32, &nf, 1}};
+  run("float_n", float_n, 1);
+  FieldView odd_bs[] = {{N, FieldKind::kInt32, &n, 1}, {B, FieldKind::kInt32, &odd, 1}};
+  run("odd_block", odd_bs, 2);
+  FieldView neg_n[] = {{N, FieldKind::kInt32, &neg, 1}};
+  run("negative", neg_n, 1);
+  FieldView twice[] = {{N, FieldKind::kInt32, &n, 1}, {N, FieldKind::kInt32, &n, 1}};
+  run("twice", twice, 2);
+  return 0;
+}
+"""
+
+
+@needs_cxx
+def test_spikematmul_plugin_identity_and_field_rules(tmp_path: Path) -> None:
+    contract = json.loads(SMM_CONTRACT.read_text())
+    attrs = {a["name"]: a for a in contract["attributes"]}
+    for op in ("amsu", "spikematmul"):  # the fields header includes the common one, built from both contracts' generator
+        src = ROOT / "astroedge" / "contract" / f"{op}.json"
+        subprocess.run([sys.executable, str(GENERATOR), str(src), str(tmp_path / f"{op}_contract.h")], check=True)
+    (tmp_path / "driver.cc").write_text(SMM_FIELDS_DRIVER)
+    cmd = [
+        CXX,
+        "-std=c++17",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        f"-I{tmp_path}",
+        f"-I{SMM_TRT_SRC}",
+        f"-I{TRT_COMMON}",
+        str(tmp_path / "driver.cc"),
+        str(SMM_TRT_SRC / "spikematmul_trt_fields.cc"),
+        "-o",
+        str(tmp_path / "driver"),
+    ]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    rows: dict[str, list[str]] = {"field": []}
+    for line in subprocess.run([str(tmp_path / "driver")], capture_output=True, text=True, check=True).stdout.splitlines():
+        label, *rest = line.split("\t")
+        if label == "field":
+            rows["field"].append("\t".join(rest))
+        else:
+            rows[label] = rest
+    assert rows["identity"] == [contract["name"], str(contract["version"]), attrs["plugin_namespace"]["default"]]
+    assert rows["field"] == ["out_features\t0", "block_size\t0"]  # both INT32, in the contract's attribute order
+    assert rows["good"] == ["", "SpikeMatMul/1/astroedge out_features=768 block_size=64", "plugin_namespace"]
+    assert rows["default_block"][:2] == ["", f"SpikeMatMul/1/astroedge out_features=45 block_size={attrs['block_size']['default']}"]
+    expected_errors = {
+        "missing": "'out_features' is missing",
+        "float_n": "'out_features' is not an integer",
+        "odd_block": "'block_size' = 7 is not an even block width",
+        "negative": "'out_features' = -1 is out of range",
+        "twice": "'out_features' is given twice",
+    }
+    for case, text in expected_errors.items():
+        error = rows[case][0]
+        assert text in error and error.startswith("astroedge::SpikeMatMul plugin field") and "\n" not in error, (case, error)
+
+
+@pytest.mark.parametrize("fmt", ["float32", "float16", "int8", "int4"])
+@pytest.mark.parametrize(("act", "with_bias"), [("float32", True), ("float16", False)], ids=["f32-bias", "f16"])
+def test_spikematmul_host_check_enqueue_matches_reference(host_check: Path, tmp_path: Path, fmt: str, act: str, with_bias: bool) -> None:
+    from astroedge.contract.spikematmul import quantize, reference
+
+    rng = np.random.default_rng(17)
+    b, t, k, n, bs = 2, 3, 133, 45, 8
+    spikes = (rng.random((b, t, k)) < 0.3).astype(act)
+    weight, scale = quantize(rng.standard_normal((k, n)).astype(np.float32), fmt, bs)
+    bias = rng.standard_normal(n).astype(np.float32)
+    spikes.tofile(tmp_path / "spikes.bin")
+    weight.tofile(tmp_path / "weight.bin")
+    if scale is not None:
+        scale.tofile(tmp_path / "scale.bin")
+    bias.tofile(tmp_path / "bias.bin")
+    args = [
+        str(host_check / "spikematmul_host_check"),
+        str(tmp_path),
+        str(b),
+        str(t),
+        str(k),
+        str(n),
+        str(bs),
+        "f16" if act == "float16" else "f32",
+        fmt,
+        str(int(with_bias)),
+    ]
+    run = subprocess.run(args, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("OK"), run.stdout + run.stderr
+    y = np.fromfile(tmp_path / "y.bin", dtype=act).reshape(b, t, n).astype(np.float64)
+    ref = reference(spikes, weight, scale, bias if with_bias else None, n, bs)
+    np.testing.assert_allclose(y, ref, rtol=2e-3 if act == "float16" else 1e-5, atol=1e-3 if act == "float16" else 1e-5)

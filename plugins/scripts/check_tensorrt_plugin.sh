@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
-# Compile-check and link-check the AMSU TensorRT plugin against TensorRT's public headers, without
-# TensorRT's libraries, without nvcc and without a GPU.
+# Compile-check and link-check the TensorRT plugin library (AMSU and SpikeMatMul plugins) against
+# TensorRT's public headers, without TensorRT's libraries, without nvcc and without a GPU.
 #
 # TensorRT cannot be installed on our build machines, but its headers are public (NVIDIA/TensorRT on
 # GitHub, include/ of each release branch). Given such an include/ folder this script:
-#   1. generates amsu_contract.h from the op contract (as the CMake build does),
+#   1. generates amsu_contract.h and spikematmul_contract.h from the op contracts (as the CMake build does),
 #   2. compiles every plugin source with g++ -std=c++17 -Wall -Wextra -Werror, first -fsyntax-only,
 #      then to position-independent objects with -fvisibility=hidden (deprecation warnings are errors,
 #      so the plugin uses no API that a later TensorRT removes),
 #   3. links a shared library WITHOUT libnvinfer and without the CUDA kernels, and checks with nm that
 #      it exports exactly getCreators and setLoggerFinder and that its only unresolved symbols are the
-#      kernel ABI (amsu_*), the C/C++ runtime, and nothing from TensorRT or CUDA,
-#   4. links the same objects with the CPU kernel into plugin_host_check (plugins/amsu/tensorrt/check/),
-#      which drives the plugin the way TensorRT does; with $HOST_CHECK_OUT set it is kept there, for
-#      tests/test_tensorrt_plugin.py to compare enqueue's results with the reference model.
+#      kernel ABIs (amsu_*, spikematmul_*), the C/C++ runtime, and nothing from TensorRT or CUDA,
+#   4. links the same objects with the CPU kernels into amsu_host_check and spikematmul_host_check
+#      (plugins/*/tensorrt/check/), which drive each plugin the way TensorRT does; with $HOST_CHECK_OUT
+#      (a folder) set they are kept there, for tests/test_tensorrt_plugin.py to compare enqueue's
+#      results with the reference models.
 # The library linked here is a check artefact in a temporary folder, never the real build (CMake).
 #
 # Usage: plugins/scripts/check_tensorrt_plugin.sh TRT_INCLUDE_DIR [CUDA_INCLUDE_DIR]
 #   TRT_INCLUDE_DIR   folder holding NvInfer.h, e.g. /tmp/trt-10.3/include
 #   CUDA_INCLUDE_DIR  folder holding cuda_runtime_api.h (default /usr/local/cuda/include)
-# Environment: CXX (default g++), PYTHON (default python3), HOST_CHECK_OUT (where to keep plugin_host_check). Exit 0 when every check passes.
+# Environment: CXX (default g++), PYTHON (default python3), HOST_CHECK_OUT (folder to keep the host checks in). Exit 0 when every check passes.
 set -euo pipefail
 
 TRT_INCLUDE=${1:?usage: $0 TRT_INCLUDE_DIR [CUDA_INCLUDE_DIR]}
@@ -27,7 +28,7 @@ CUDA_INCLUDE=${2:-/usr/local/cuda/include}
 CXX=${CXX:-g++}
 PYTHON=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-SRC="$ROOT/plugins/amsu/tensorrt"
+SRC_DIRS=("$ROOT/plugins/amsu/tensorrt" "$ROOT/plugins/spikematmul/tensorrt" "$ROOT/plugins/common/tensorrt")
 
 [[ -f "$TRT_INCLUDE/NvInfer.h" ]] || { echo "error: $TRT_INCLUDE/NvInfer.h not found; pass TensorRT's include/ folder" >&2; exit 2; }
 [[ -f "$CUDA_INCLUDE/cuda_runtime_api.h" ]] || {
@@ -42,12 +43,15 @@ version=$(printf '#include "NvInferVersion.h"\nNV_TENSORRT_MAJOR.NV_TENSORRT_MIN
   | "$CXX" -E -P -x c++ -I"$TRT_INCLUDE" - | tail -n1 | tr -d ' ')
 echo "TensorRT headers: $TRT_INCLUDE (version ${version:-unknown}); compiler: $($CXX --version | head -n1)"
 
-"$PYTHON" "$ROOT/plugins/gen_contract_header.py" "$ROOT/astroedge/contract/amsu.json" "$WORK/amsu_contract.h"
+for op in amsu spikematmul; do
+  "$PYTHON" "$ROOT/plugins/gen_contract_header.py" "$ROOT/astroedge/contract/$op.json" "$WORK/${op}_contract.h"
+done
 
-flags=(-std=c++17 -Wall -Wextra -Werror -fPIC -fvisibility=hidden -O2
-  -I"$WORK" -I"$SRC" -I"$ROOT/plugins/amsu/kernels" -isystem "$TRT_INCLUDE" -isystem "$CUDA_INCLUDE")
+includes=(-I"$WORK" -I"$ROOT/plugins/common" -I"$ROOT/plugins/amsu/kernels" -I"$ROOT/plugins/spikematmul/kernels")
+for dir in "${SRC_DIRS[@]}"; do includes+=(-I"$dir"); done
+flags=(-std=c++17 -Wall -Wextra -Werror -fPIC -fvisibility=hidden -O2 "${includes[@]}" -isystem "$TRT_INCLUDE" -isystem "$CUDA_INCLUDE")
 objects=()
-for src in "$SRC"/*.cc; do
+for src in "${SRC_DIRS[0]}"/*.cc "${SRC_DIRS[1]}"/*.cc "${SRC_DIRS[2]}"/*.cc; do
   obj="$WORK/$(basename "${src%.cc}").o"
   "$CXX" "${flags[@]}" -fsyntax-only "$src"
   "$CXX" "${flags[@]}" -c "$src" -o "$obj"
@@ -64,8 +68,8 @@ if [[ "$exported" != "getCreators setLoggerFinder" ]]; then
   exit 1
 fi
 undefined=$(nm -D --undefined-only "$lib" | awk '{print $2}' | sort)
-kernel_syms=$(grep -E '^amsu_' <<<"$undefined" | paste -sd' ' || true)
-foreign=$(grep -vE '^(amsu_|_Zn[wa]|_Zd[la]|_ZNS|_ZNK?St|_ZSt|_ZTV(N10__cxxabiv|St)|_ZTI(St|N10__cxxabiv)|__cxa_|__gxx_|_Unwind_|__gmon_start__|_ITM_|__stack_chk_fail)|@GLIBC' \
+kernel_syms=$(grep -E '^(amsu|spikematmul)_' <<<"$undefined" | paste -sd' ' || true)
+foreign=$(grep -vE '^(amsu_|spikematmul_|_Zn[wa]|_Zd[la]|_ZNS|_ZNK?St|_ZSt|_ZTV(N10__cxxabiv|St)|_ZTI(St|N10__cxxabiv)|__cxa_|__gxx_|_Unwind_|__gmon_start__|_ITM_|__stack_chk_fail)|@GLIBC' \
   <<<"$undefined" | grep -v '^$' || true)
 if [[ -n "$foreign" ]]; then
   echo "FAIL: unexpected unresolved symbols (TensorRT or CUDA would be needed at link time):" >&2
@@ -73,11 +77,14 @@ if [[ -n "$foreign" ]]; then
   exit 1
 fi
 echo "exports: $exported"
-echo "unresolved kernel ABI (from amsu_kernels_cuda): $kernel_syms"
-check_bin="$WORK/plugin_host_check"
-# The CPU kernel is another component's code: built with its own flags, not held to this script's -Werror.
+echo "unresolved kernel ABI (from amsu_kernels_cuda, spikematmul_kernels_cuda): $kernel_syms"
+# The CPU kernels are other components' code: built with their own flags, not held to this script's -Werror.
 "$CXX" -std=c++17 -O2 -fopenmp-simd -fPIC -c "$ROOT/plugins/amsu/kernels/amsu_cpu.cc" -o "$WORK/amsu_cpu.o"
-"$CXX" "${flags[@]}" -pthread -o "$check_bin" "${objects[@]}" "$SRC"/check/*.cc "$WORK/amsu_cpu.o"
-echo "host check built: plugin objects + check/*.cc + kernels/amsu_cpu.cc"
-if [[ -n "${HOST_CHECK_OUT:-}" ]]; then cp "$check_bin" "$HOST_CHECK_OUT"; fi
-echo "OK: plugin compiles without warnings and links without libnvinfer against TensorRT ${version:-unknown} headers"
+"$CXX" -std=c++17 -O2 -fPIC -c "$ROOT/plugins/spikematmul/kernels/spikematmul_cpu.cc" -o "$WORK/spikematmul_cpu.o"
+stand_ins=("$ROOT/plugins/amsu/tensorrt/check/cpu_as_cuda.cc" "$ROOT/plugins/spikematmul/tensorrt/check/cpu_as_cuda.cc" "$WORK/amsu_cpu.o" "$WORK/spikematmul_cpu.o")
+for op in amsu spikematmul; do
+  "$CXX" "${flags[@]}" -pthread -o "$WORK/${op}_host_check" "${objects[@]}" "$ROOT/plugins/$op/tensorrt/check/plugin_host_check.cc" "${stand_ins[@]}"
+  if [[ -n "${HOST_CHECK_OUT:-}" ]]; then cp "$WORK/${op}_host_check" "$HOST_CHECK_OUT/"; fi
+done
+echo "host checks built: plugin objects + plugins/*/tensorrt/check/*.cc + the CPU kernels"
+echo "OK: AMSU and SpikeMatMul plugins compile without warnings and link without libnvinfer against TensorRT ${version:-unknown} headers"

@@ -24,6 +24,7 @@ namespace {
 
 using astroedge::resolve;
 using astroedge::same_text;
+using astroedge::shape_equals;
 using astroedge::shape_str;
 using astroedge::Symbols;
 using Ort::Custom::Tensor;
@@ -86,17 +87,17 @@ std::string check_shapes(const Attrs& a, const std::vector<const std::vector<int
   const std::vector<int64_t>& x = *in[AMSU_INPUT_X];
   const std::string where = "AMSU node '" + a.node + "': input '";
   if (x.size() != AMSU_INPUT_X_RANK)
-    return where + AMSU_INPUT_X_NAME + "' has shape " + shape_str(x) + "; expected rank " + std::to_string(AMSU_INPUT_X_RANK) + " " +
+    return where + AMSU_INPUT_X_NAME + "' has shape " + shape_str(x.data(), x.size()) + "; expected rank " + std::to_string(AMSU_INPUT_X_RANK) + " " +
            AMSU_INPUT_X_SHAPE;
   const int64_t B = x[0], S = x[1], D = x[2], NH = a.num_heads;
   if (D % NH) return where + AMSU_INPUT_X_NAME + "' has D = " + std::to_string(D) + " channels, not divisible by num_heads = " + std::to_string(NH);
   const Symbols symbols{{"B", B}, {"S", S}, {"D", D}, {"NH", NH}, {"HD", D / NH}};
   for (int i = 0; i < AMSU_NUM_INPUTS; ++i) {
     const AstroedgePortSpec& spec = AMSU_INPUT_SPECS[i];
-    const std::vector<int64_t> want = resolve(spec.dims, spec.rank, symbols);
-    if (*in[i] != want)
-      return where + spec.name + "' has shape " + shape_str(*in[i]) + "; expected " + spec.shape + " = " + shape_str(want) + " (B, S, D from " +
-             AMSU_INPUT_X_NAME + " " + shape_str(x) + ", NH = " + AMSU_ATTR_NUM_HEADS + " = " + std::to_string(NH) + ", HD = D / NH)";
+    const astroedge::Shape want = resolve(spec.dims, spec.rank, symbols);
+    if (!shape_equals(in[i]->data(), in[i]->size(), want))
+      return where + spec.name + "' has shape " + shape_str(in[i]->data(), in[i]->size()) + "; expected " + spec.shape + " = " + shape_str(want) +
+             " (B, S, D from " + AMSU_INPUT_X_NAME + " " + shape_str(x.data(), x.size()) + ", NH = " + AMSU_ATTR_NUM_HEADS + " = " + std::to_string(NH) + ", HD = D / NH)";
   }
   return {};
 }

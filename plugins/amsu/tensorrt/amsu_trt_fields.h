@@ -13,6 +13,7 @@
 #include <string>
 
 #include "amsu_contract.h"
+#include "trt_fields_common.h"
 
 namespace astroedge {
 namespace trt {
@@ -21,24 +22,7 @@ constexpr char const* kPluginName = AMSU_OP_NAME;
 constexpr char const* kPluginVersion = AMSU_OP_VERSION_STRING;
 constexpr char const* kPluginNamespace = AMSU_ATTR_PLUGIN_NAMESPACE_DEFAULT;
 
-/* Element types a field may arrive in. The ONNX parser passes INT attributes as int32 and FLOAT as
- * float32; the 64-bit kinds are accepted for callers of the network API who build fields from numpy's
- * default dtypes. kOther stands for every other nvinfer1::PluginFieldType. */
-enum class FieldKind { kInt32, kInt64, kFloat32, kFloat64, kOther };
-
-/* One field as the creator received it: a view, nothing is owned. */
-struct FieldView {
-  char const* name;
-  FieldKind kind;
-  void const* data;
-  int32_t length;
-};
-
 /* The fields the creator advertises (getFieldNames) and the plugin serialises, in this order. */
-struct FieldSpec {
-  char const* name;
-  FieldKind kind;
-};
 constexpr int32_t kNumFields = 3;
 constexpr FieldSpec kFieldSpecs[kNumFields] = {
     {AMSU_ATTR_NUM_HEADS, FieldKind::kInt32},

@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "amsu_kernels.h"
+#include "contract_shapes.h"
 
 namespace astroedge {
 namespace trt {
@@ -29,72 +30,42 @@ constexpr int32_t kNbOutputs = AMSU_NUM_OUTPUTS;
 
 std::string prefix() { return std::string(kPluginNamespace) + "::" + kPluginName + " plugin: "; }
 
-char const* input_name(int32_t i) {
-  switch (i) {
-    case AMSU_INPUT_X: return "x";
-    case AMSU_INPUT_Q: return "q";
-    case AMSU_INPUT_K: return "k";
-    case AMSU_INPUT_V: return "v";
-    case AMSU_INPUT_W_O: return "w_o";
-    case AMSU_INPUT_GAMMA: return "gamma";
-    case AMSU_INPUT_BETA: return "beta";
-    case AMSU_INPUT_H_IN: return "h_in";
-    case AMSU_INPUT_U_IN: return "u_in";
-    default: return "?";
-  }
-}
+char const* input_name(int32_t i) { return AMSU_INPUT_SPECS[i].name; }
 
 /* Whether port `pos` (inputs first, then outputs, as supportsFormatCombination numbers them) carries
- * the type parameter T (float32 or float16); every other port is float32 state or weights. */
+ * the type parameter T (float32 or float16) in the contract; every other port is float32 there. */
 bool is_t_port(int32_t pos) {
-  return pos == AMSU_INPUT_X || pos == AMSU_INPUT_Q || pos == AMSU_INPUT_K || pos == AMSU_INPUT_V || pos == kNbInputs + AMSU_OUTPUT_S;
+  AstroedgePortSpec const& spec = pos < kNbInputs ? AMSU_INPUT_SPECS[pos] : AMSU_OUTPUT_SPECS[pos - kNbInputs];
+  return spec.onnx_type == 0;
 }
 
 bool is_t_type(DataType type) { return type == DataType::kFLOAT || type == DataType::kHALF; }
 
-std::string dims_string(Dims const& d) {
-  std::string s = "[";
-  for (int32_t i = 0; i < d.nbDims; ++i) s += (i ? ", " : "") + std::to_string(d.d[i]);
-  return s + "]";
-}
+std::string dims_string(Dims const& d) { return astroedge::shape_str(d.d, static_cast<size_t>(d.nbDims)); }
 
-/* Checks the input shapes against the contract: x, q, k, v [B, S, D]; w_o, beta [D]; gamma [NH];
- * h_in [B, NH, HD, HD]; u_in [B, D] with HD = D / NH. A -1 (unknown at build time) matches anything.
- * Returns "" when consistent, else a one-line reason naming the input. */
+/* Checks the input shapes against the contract's symbolic dims (amsu_contract.h): B, S, D from x, NH
+ * from the field, HD = D / NH. A -1 (unknown at build time) matches anything. Returns "" when
+ * consistent, else a one-line reason naming the input. */
 std::string check_input_dims(Dims const* in, int32_t num_heads) {
-  static constexpr int32_t kRank[kNbInputs] = {3, 3, 3, 3, 1, 1, 1, 4, 2};
   for (int32_t i = 0; i < kNbInputs; ++i) {
-    if (in[i].nbDims != kRank[i]) {
-      return std::string("input '") + input_name(i) + "' has shape " + dims_string(in[i]) + ", expected rank " + std::to_string(kRank[i]) +
-             " (op contract astroedge/contract/amsu.json)";
+    if (in[i].nbDims != AMSU_INPUT_SPECS[i].rank) {
+      return std::string("input '") + input_name(i) + "' has shape " + dims_string(in[i]) + ", expected rank " +
+             std::to_string(AMSU_INPUT_SPECS[i].rank) + " " + AMSU_INPUT_SPECS[i].shape + " (op contract astroedge/contract/amsu.json)";
     }
   }
-  int64_t const b = in[AMSU_INPUT_X].d[0];
-  int64_t const d = in[AMSU_INPUT_X].d[2];
-  int64_t const hd = (d >= 0 && d % num_heads == 0) ? d / num_heads : -1;
+  Dims const& x = in[AMSU_INPUT_X];
+  int64_t const d = x.d[2];
   if (d >= 0 && d % num_heads != 0) {
     return "D = " + std::to_string(d) + " (last dim of x) is not divisible by num_heads = " + std::to_string(num_heads) +
            "; export with a head count that divides D";
   }
-  struct Expect {
-    int32_t input;
-    int32_t axis;
-    int64_t value;
-    char const* what;
-  };
-  Expect const expects[] = {
-      {AMSU_INPUT_Q, 0, b, "B"},      {AMSU_INPUT_Q, 1, in[AMSU_INPUT_X].d[1], "S"}, {AMSU_INPUT_Q, 2, d, "D"},
-      {AMSU_INPUT_K, 0, b, "B"},      {AMSU_INPUT_K, 1, in[AMSU_INPUT_X].d[1], "S"}, {AMSU_INPUT_K, 2, d, "D"},
-      {AMSU_INPUT_V, 0, b, "B"},      {AMSU_INPUT_V, 1, in[AMSU_INPUT_X].d[1], "S"}, {AMSU_INPUT_V, 2, d, "D"},
-      {AMSU_INPUT_W_O, 0, d, "D"},    {AMSU_INPUT_BETA, 0, d, "D"},                  {AMSU_INPUT_GAMMA, 0, num_heads, AMSU_ATTR_NUM_HEADS},
-      {AMSU_INPUT_H_IN, 0, b, "B"},   {AMSU_INPUT_H_IN, 1, num_heads, AMSU_ATTR_NUM_HEADS},  {AMSU_INPUT_H_IN, 2, hd, "HD"},
-      {AMSU_INPUT_H_IN, 3, hd, "HD"}, {AMSU_INPUT_U_IN, 0, b, "B"},                  {AMSU_INPUT_U_IN, 1, d, "D"},
-  };
-  for (Expect const& e : expects) {
-    int64_t const got = in[e.input].d[e.axis];
-    if (got >= 0 && e.value >= 0 && got != e.value) {
-      return std::string("input '") + input_name(e.input) + "' has shape " + dims_string(in[e.input]) + ": axis " + std::to_string(e.axis) +
-             " must be " + e.what + " = " + std::to_string(e.value);
+  astroedge::Symbols const symbols{{"B", x.d[0]}, {"S", x.d[1]}, {"D", d}, {"NH", num_heads}, {"HD", d >= 0 ? d / num_heads : -1}};
+  for (int32_t i = 0; i < kNbInputs; ++i) {
+    astroedge::Shape const want = astroedge::resolve(AMSU_INPUT_SPECS[i].dims, AMSU_INPUT_SPECS[i].rank, symbols);
+    if (!astroedge::shape_matches(in[i].d, static_cast<size_t>(in[i].nbDims), want)) {
+      return std::string("input '") + input_name(i) + "' has shape " + dims_string(in[i]) + ": expected " + AMSU_INPUT_SPECS[i].shape + " = " +
+             astroedge::shape_str(want) + " (B, S, D from x " + dims_string(x) + ", NH = " + AMSU_ATTR_NUM_HEADS + " = " + std::to_string(num_heads) +
+             ", -1 = any)";
     }
   }
   return std::string();

@@ -14,12 +14,10 @@
 
 #include "NvInferRuntime.h"
 #include "amsu_trt_fields.h"
+#include "trt_log.h"
 
 namespace astroedge {
 namespace trt {
-
-/* Sends a message to the logger TensorRT handed to setLoggerFinder (stderr if none was handed). */
-void log(nvinfer1::ILogger::Severity severity, std::string const& message) noexcept;
 
 class AmsuPlugin final : public nvinfer1::IPluginV3,
                          public nvinfer1::IPluginV3OneCore,

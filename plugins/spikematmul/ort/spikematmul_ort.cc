@@ -25,6 +25,7 @@ namespace {
 
 using astroedge::resolve;
 using astroedge::same_text;
+using astroedge::shape_equals;
 using astroedge::shape_str;
 using astroedge::Symbols;
 
@@ -90,6 +91,8 @@ int format_of(ONNXTensorElementDataType type) {
 
 std::vector<int64_t> shape_of(const Ort::ConstValue& v) { return v.GetTensorTypeAndShapeInfo().GetShape(); }
 
+std::string vec_str(const std::vector<int64_t>& v) { return shape_str(v.data(), v.size()); }
+
 // SMM ParallelFor runner on the session's intra-op thread pool.
 void ort_parallel_for(void* runner, void (*fn)(void*, size_t), void* arg, size_t n) {
   static_cast<const Ort::KernelContext*>(runner)->ParallelFor(fn, n, 0, arg);
@@ -123,7 +126,7 @@ struct SpikeMatMulKernel {
     const std::string at = where(attrs_.node) + "input '";
     const std::vector<int64_t> s_shape = shape_of(spikes);
     if (static_cast<int>(s_shape.size()) != SPIKEMATMUL_INPUT_SPIKES_RANK)
-      throw Ort::Exception(at + SPIKEMATMUL_INPUT_SPIKES_NAME + "' has shape " + shape_str(s_shape) + "; expected rank " +
+      throw Ort::Exception(at + SPIKEMATMUL_INPUT_SPIKES_NAME + "' has shape " + vec_str(s_shape) + "; expected rank " +
                                std::to_string(SPIKEMATMUL_INPUT_SPIKES_RANK) + " " + SPIKEMATMUL_INPUT_SPIKES_SHAPE,
                            ORT_INVALID_ARGUMENT);
     if (format == SPIKEMATMUL_FORMAT_INT4 && (attrs_.block_size < 2 || attrs_.block_size % 2))
@@ -132,12 +135,13 @@ struct SpikeMatMulKernel {
                            ORT_INVALID_ARGUMENT);
     const int64_t B = s_shape[0], T = s_shape[1], K = s_shape[2], N = attrs_.out_features, bs = attrs_.block_size;
     const Symbols symbols{{"B", B}, {"T", T}, {"K", K}, {"N", N}, {"N2", (N + 1) / 2}, {"NB", (N + bs - 1) / bs}, {"NW", -1}};
-    const std::string context_note = std::string(" (B, T, K from ") + SPIKEMATMUL_INPUT_SPIKES_NAME + " " + shape_str(s_shape) + ", N = " +
+    const std::string context_note = std::string(" (B, T, K from ") + SPIKEMATMUL_INPUT_SPIKES_NAME + " " + vec_str(s_shape) + ", N = " +
                                      SPIKEMATMUL_ATTR_OUT_FEATURES + " = " + std::to_string(N) + ", " + fmt.name + " weights)";
     auto check = [&](const char* name, const Ort::ConstValue& v, const char* shape_text, const char* const* dims, int rank) {
-      const std::vector<int64_t> got = shape_of(v), want = resolve(dims, rank, symbols);
-      if (got != want)
-        throw Ort::Exception(at + name + "' has shape " + shape_str(got) + "; expected " + shape_text + " = " + shape_str(want) + context_note,
+      const std::vector<int64_t> got = shape_of(v);
+      const astroedge::Shape want = resolve(dims, rank, symbols);
+      if (!shape_equals(got.data(), got.size(), want))
+        throw Ort::Exception(at + name + "' has shape " + vec_str(got) + "; expected " + shape_text + " = " + shape_str(want) + context_note,
                              ORT_INVALID_ARGUMENT);
     };
     check(SPIKEMATMUL_INPUT_WEIGHT_NAME, weight, fmt.weight_shape, fmt.weight_dims, 2);
@@ -152,7 +156,8 @@ struct SpikeMatMulKernel {
     }
     if (bias) check(SPIKEMATMUL_INPUT_BIAS_NAME, bias, SPIKEMATMUL_INPUT_BIAS_SHAPE, SPIKEMATMUL_INPUT_BIAS_DIMS, SPIKEMATMUL_INPUT_BIAS_RANK);
 
-    const std::vector<int64_t> y_shape = resolve(SPIKEMATMUL_OUTPUT_Y_DIMS, SPIKEMATMUL_OUTPUT_Y_RANK, symbols);
+    const astroedge::Shape y_dims = resolve(SPIKEMATMUL_OUTPUT_Y_DIMS, SPIKEMATMUL_OUTPUT_Y_RANK, symbols);
+    const std::vector<int64_t> y_shape(y_dims.d, y_dims.d + y_dims.rank);
     Ort::UnownedValue y = ctx.GetOutput(SPIKEMATMUL_OUTPUT_Y, y_shape);
     const SmmShape shape{B, T, K, N, bs};
     const SmmBuffers buf{spikes.GetTensorRawData(), weight.GetTensorRawData(), scale ? scale.GetTensorData<float>() : nullptr,

@@ -82,10 +82,14 @@ int main(int argc, char** argv) {
   // --- the library entry point, as IPluginRegistry::loadLibrary uses it
   int32_t n = 0;
   nvinfer1::IPluginCreatorInterface* const* creators = getCreators(n);
-  require(n == 1 && creators != nullptr && creators[0] != nullptr, "getCreators must return one creator");
-  require(std::strcmp(creators[0]->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0, "creator is not IPluginCreatorV3One");
-  auto* creator = static_cast<nvinfer1::IPluginCreatorV3One*>(creators[0]);
-  require(std::strcmp(creator->getPluginName(), AMSU_OP_NAME) == 0, "creator name");
+  nvinfer1::IPluginCreatorV3One* creator = nullptr;
+  for (int32_t i = 0; i < n; ++i) {  // the library also holds the SpikeMatMul creator
+    require(creators[i] != nullptr && std::strcmp(creators[i]->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0,
+            "creator is not IPluginCreatorV3One");
+    auto* c = static_cast<nvinfer1::IPluginCreatorV3One*>(creators[i]);
+    if (std::strcmp(c->getPluginName(), AMSU_OP_NAME) == 0) creator = c;
+  }
+  require(creator != nullptr, "getCreators must list the AMSU creator");
   require(std::strcmp(creator->getPluginVersion(), AMSU_OP_VERSION_STRING) == 0, "creator version");
   require(std::strcmp(creator->getPluginNamespace(), AMSU_ATTR_PLUGIN_NAMESPACE_DEFAULT) == 0, "creator namespace");
   PluginFieldCollection const* names = creator->getFieldNames();

@@ -1,4 +1,4 @@
-/* Entry points of libastroedge_trt.so, the TensorRT 10+ plugin-library convention that
+/* Entry points of libastroedge_trt.so (plugins AMSU and SpikeMatMul), the TensorRT 10+ plugin-library convention that
  * `trtexec --dynamicPlugins=...`, `IPluginRegistry::loadLibrary` and the Python
  * `registry.load_library` look up with dlsym:
  *
@@ -14,6 +14,8 @@
 #include <cstdio>
 
 #include "amsu_trt_plugin.h"
+#include "spikematmul_trt_plugin.h"
+#include "trt_log.h"
 
 #define ASTROEDGE_TRT_EXPORT __attribute__((visibility("default")))
 
@@ -57,7 +59,8 @@ extern "C" ASTROEDGE_TRT_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* fi
 extern "C" ASTROEDGE_TRT_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
   // Function-local statics: constructed on first use, after TensorRT has loaded the library.
   static astroedge::trt::AmsuPluginCreator amsu_creator;
-  static nvinfer1::IPluginCreatorInterface* const creators[] = {&amsu_creator};
+  static astroedge::trt::SpikeMatMulPluginCreator spikematmul_creator;
+  static nvinfer1::IPluginCreatorInterface* const creators[] = {&amsu_creator, &spikematmul_creator};
   nbCreators = static_cast<int32_t>(sizeof(creators) / sizeof(creators[0]));
   return creators;
 }
