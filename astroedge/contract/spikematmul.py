@@ -68,7 +68,7 @@ def quantize(w: np.ndarray, fmt: str, block_size: int = 32) -> tuple[np.ndarray,
 def pack_int4(q: np.ndarray) -> np.ndarray:
     """Signed codes -8..7 [K, N] -> uint8 [K, (N + 1) / 2]: q + 8 per nibble, the even column in the low nibble."""
     k, n = q.shape
-    codes = np.zeros((k, n + (n % 2)), dtype=np.uint8)
+    codes = np.full((k, n + (n % 2)), INT4_ZERO_POINT, dtype=np.uint8)  # an odd row's unused last nibble codes 0
     codes[:, :n] = (q + INT4_ZERO_POINT).astype(np.uint8)
     return (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
 
