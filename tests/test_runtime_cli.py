@@ -246,3 +246,21 @@ def test_state_files_cross_between_the_c_app_and_python(c_app: Path, tiny_packag
     assert py_ids(tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "12", *greedy, "--save-state", py_state) == whole[:12]
     assert c_ids(c_app, tiny_package, "", "8", *greedy, "--load-state", py_state) == whole[12:]  # Python -> C
     assert c_state.read_bytes() == py_state.read_bytes()  # one format: the same stream saves the same bytes
+
+
+def test_cli_runs_an_hf_tokenizer_package(hf_tiny_package: Path) -> None:
+    """Prompt encoded and text decoded by the binding with `tokenizers`; ids and sampling from libastroedge; --stop on that text."""
+    from astroedge.tokenizer import HFTokenizer
+
+    tok = HFTokenizer.from_file(hf_tiny_package / "tokenizer.json")
+    proc = cli(hf_tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "80", "--seed", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["prompt_tokens"] == tok.encode("ROMEO:") and len(out["tokens"]) == 80
+    full = tok.decode(out["tokens"])
+    assert full.startswith(out["text"]) and set(full[len(out["text"]) :]) <= {"\ufffd"}
+    stop = out["text"][20:22]
+    stopped = json.loads(
+        cli(hf_tiny_package, "--prompt", "ROMEO:", "--max-new-tokens", "80", "--seed", "3", "--json", "--stop", stop).stdout
+    )
+    assert stopped["text"].endswith(stop) and stopped["tokens"] == out["tokens"][: len(stopped["tokens"])] and len(stopped["tokens"]) < 80
