@@ -61,7 +61,7 @@ class Tally:
 
     def add(self, target: str, family: str, outcome: str, detail: str) -> None:
         self.counts[(target, outcome)] += 1
-        if outcome in FAILURES:
+        if outcome in FAILURES or outcome.startswith("python-ok"):
             self.examples.setdefault((target, outcome), f"[{family}] {detail[:300]}")
 
     def failures(self) -> dict[str, int]:
