@@ -383,6 +383,43 @@ def test_stop_strings_end_generation_at_the_same_token_in_c_and_python(engine: E
     assert "".join(p for _, p in out).encode() == want_text
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"temperature": 0.0, "repetition_penalty": 1.3},
+        {"temperature": 0.8, "seed": 0},
+        {"temperature": 1.7, "top_k": 30, "top_p": 0.85, "repetition_penalty": 1.2, "seed": 99},
+        {"temperature": 0.3, "top_k": 1000, "top_p": 0.5, "repetition_penalty": 0.7, "seed": 2**64 - 1},
+    ],
+)
+def test_host_sampler_picks_what_the_c_sampler_picks(engine: Engine, settings: dict[str, float]) -> None:
+    """astroedge.sampling.Sampler (host `astroedge generate`, PyTorch logits) follows libastroedge's algorithm:
+    300 draws from the same logits and history, same seed, same tokens as ae_stream_sample."""
+    from astroedge.sampling import Sampler, SamplingConfig
+
+    stream = engine.create_stream()
+    history = list(PROMPT.encode())
+    logits = stream.feed(history)
+    c = lib()
+    params = c.new(c.ae_generate_params_create)
+    c.check(c.ae_generate_params_set_temperature(params, settings.get("temperature", DEFAULTS.temperature)))
+    c.check(c.ae_generate_params_set_top_k(params, int(settings.get("top_k", 0))))
+    c.check(c.ae_generate_params_set_top_p(params, settings.get("top_p", 1.0)))
+    c.check(c.ae_generate_params_set_repetition_penalty(params, settings.get("repetition_penalty", 1.0)))
+    c.check(c.ae_generate_params_set_seed(params, int(settings.get("seed", 0))))
+    sampler = c.new(c.ae_sampler_create, params)
+    token = ctypes.c_int32()
+    want = []
+    for _ in range(300):
+        c.check(c.ae_stream_sample(stream.handle, sampler, ctypes.byref(token)))
+        want.append(token.value)
+    c.ae_sampler_destroy(sampler)
+    c.ae_generate_params_destroy(params)
+    host = Sampler(SamplingConfig(**{k: v for k, v in settings.items()}))  # type: ignore[arg-type]
+    assert [host(logits, history) for _ in range(300)] == want
+    assert len(set(want)) > (1 if settings.get("temperature") else 0)
+
+
 # -- bad input ---------------------------------------------------------------------------------------
 
 
