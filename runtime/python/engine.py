@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from astroedge.errors import UserError
-from astroedge.runtime._capi import AE_ERR_NO_LOGITS, AE_OK, Lib, lib
+from astroedge.runtime._capi import AE_ERR_NO_LOGITS, AE_OK, lib
 from astroedge.tokenizer import ByteTokenizer, HFTokenizer, Tokenizer
 
 DEVICES = ("cpu", "cuda", "tensorrt", "jetson")
@@ -42,8 +42,8 @@ class _Handle:
     garbage collection can never destroy an engine before one of its streams (the C API forbids it).
     """
 
-    def __init__(self, c: Lib, ptr: int, destroy: Any, keep: Any = None) -> None:
-        self._c, self.ptr, self._destroy, self._keep = c, ptr, destroy, keep
+    def __init__(self, ptr: int, destroy: Any, keep: Any = None) -> None:
+        self.ptr, self._destroy, self._keep = ptr, destroy, keep
 
     def close(self) -> None:
         if self.ptr:
@@ -87,13 +87,13 @@ class Engine:
         c = lib()
         self._c = c
         self.library = _library_arg(library, device)
-        params = _Handle(c, c.new(c.ae_engine_params_create), c.ae_engine_params_destroy)
+        params = _Handle(c.new(c.ae_engine_params_create), c.ae_engine_params_destroy)
         c.check(c.ae_engine_params_set_package_dir(params.ptr, str(package_path).encode()))
         c.check(c.ae_engine_params_set_device(params.ptr, device.encode()))
         c.check(c.ae_engine_params_set_num_threads(params.ptr, threads))
         c.check(c.ae_engine_params_set_amsu_library(params.ptr, self.library.encode()))
         c.check(c.ae_engine_params_set_verify_checksums(params.ptr, int(verify)))
-        self._h = _Handle(c, c.new(c.ae_engine_create, params.ptr), c.ae_engine_destroy)
+        self._h = _Handle(c.new(c.ae_engine_create, params.ptr), c.ae_engine_destroy)
         params.close()
         self.path = Path(package_path)
         h = self._h.ptr
@@ -120,7 +120,12 @@ class Engine:
         n = ctypes.c_size_t()
         data = c.ae_engine_tokenizer_data(self._h.ptr, ctypes.byref(n))
         # the bytes the C core verified against the manifest's sha256, not a second read of the file
-        return HFTokenizer(ctypes.string_at(data, n.value).decode("utf-8"), str(self.path / "tokenizer.json"))
+        source = str(self.path / "tokenizer.json")
+        try:
+            text = ctypes.string_at(data, n.value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{source}: not UTF-8 text (byte {exc.start}); re-export the package") from None
+        return HFTokenizer(text, source)
 
     @property
     def handle(self) -> int:
@@ -176,7 +181,7 @@ class Stream:
     def __init__(self, engine: Engine, handle: int) -> None:
         self.engine = engine
         self._c = engine._c
-        self._h = _Handle(self._c, handle, self._c.ae_stream_destroy, keep=engine._h)
+        self._h = _Handle(handle, self._c.ae_stream_destroy, keep=engine._h)
         engine._streams.add(self)
 
     @property
@@ -321,7 +326,7 @@ class Stream:
         the stream can be saved or cloned at any point, also after breaking out of the loop.
         """
         c = self._c
-        params = _Handle(c, c.new(c.ae_generate_params_create), c.ae_generate_params_destroy)
+        params = _Handle(c.new(c.ae_generate_params_create), c.ae_generate_params_destroy)
         if not (0 <= max_new_tokens < 2**31):
             raise UserError(f"max_new_tokens {max_new_tokens}: must be >= 0")
         c.check(c.ae_generate_params_set_max_tokens(params.ptr, max_new_tokens))
@@ -330,7 +335,7 @@ class Stream:
         c.check(c.ae_generate_params_set_top_p(params.ptr, top_p))
         c.check(c.ae_generate_params_set_repetition_penalty(params.ptr, repetition_penalty))
         c.check(c.ae_generate_params_set_seed(params.ptr, seed % 2**64))
-        sampler = _Handle(c, c.new(c.ae_sampler_create, params.ptr), c.ae_sampler_destroy)
+        sampler = _Handle(c.new(c.ae_sampler_create, params.ptr), c.ae_sampler_destroy)
         params.close()
         if prompt is not None:
             self.feed(prompt, chunk)
