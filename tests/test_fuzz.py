@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-C_APP = ROOT / "build" / "runtime" / "ae_generate"
+C_APP = Path(os.environ.get("ASTROEDGE_FUZZ_C_APP", ROOT / "build" / "runtime" / "ae_generate"))  # a copy, for long runs beside a rebuild
 ASTROEDGE = Path(sys.executable).with_name("astroedge")
 SEED = int(os.environ.get("ASTROEDGE_FUZZ_SEED", "0"))
 N = int(os.environ.get("ASTROEDGE_FUZZ_N", "80"))
