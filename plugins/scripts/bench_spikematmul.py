@@ -7,8 +7,9 @@ W_2 [K=ffn, N=D] at the FFN spikes' (0.14). Each variant is ONE onnxruntime sess
 products as independent nodes with their own weights (144 MB in fp32: far beyond the caches, as in the
 real model), run as one call per "token", so every row pays the same session overhead:
 
-  dense   MatMul (fp32, MLAS), MatMulNBits bits=8 / bits=4 (block 32 along K; com.microsoft), the
-          dense library products the sparse op replaces
+  dense   MatMul (fp32, MLAS), MatMulNBits bits=8 / bits=4 (block 32 along K, accuracy_level 4 as
+          astroedge/quantize/integer.py uses: int8 activations, MLAS's fast path), the dense library
+          products the sparse op replaces
   sparse  astroedge::SpikeMatMul from libastroedge_ort.so in each weight format
 
 Prefill (T tokens at once, same rates) is timed the same way. Reported: median ms per call over
@@ -104,6 +105,7 @@ def build_model(
                         N=n,
                         bits=NBITS[precision],
                         block_size=NBITS_BLOCK,
+                        accuracy_level=4,
                     )
                 )
             else:

@@ -1,7 +1,7 @@
 // Checks spikematmul_cpu_forward against a float64 loop written straight from the op contract
 // (astroedge/contract/spikematmul.json): every weight format, fp32 and fp16 spikes, firing rates 0 to 1
 // (all-zero and all-one rows), non-0/1 spike values, odd K and N, partial int4 blocks, with and
-// without bias, decode and prefill rows (both the sparse and the dense path), 1 and 3 threads, and the
+// without bias, decode and prefill rows (the row, panel and dense paths), 1 to 3 threads, and the
 // caller-pool entry point. Built with -fsanitize=address,undefined by `make sanitize`, so it also
 // proves the kernel stays in bounds of every buffer. Exit code 0 = all cases pass.
 #include <cmath>
@@ -158,6 +158,7 @@ int main() {
     ok = run_case({1, 3, 99, 129, 2, f, SMM_ACT_FLOAT32, 0.2, true, true, 1}, rng) && ok;      // general spike values, sparse
     ok = run_case({4, 4, 99, 70, 8, f, SMM_ACT_FLOAT32, 0.8, true, true, -1}, rng) && ok;      // general values, dense, caller pool
     ok = run_case({1, 1, 1, 1, 2, f, SMM_ACT_FLOAT32, 1.0, false, true, 1}, rng) && ok;        // 1 x 1
+    ok = run_case({1, 131, 67, 201, 10, f, SMM_ACT_FLOAT32, 0.3, true, true, 2}, rng) && ok;   // many rows, panels + an edge
   }
   // Empty shapes are no-ops; bad arguments are refused, never read.
   const SmmShape empty{0, 5, 8, 8, 32}, bad_bs{1, 1, 8, 8, 3};
