@@ -81,9 +81,9 @@ def check_close(y: np.ndarray, case: dict) -> None:
 def test_kernel_decode_and_prefill_match_reference(fmt: str, rate: float) -> None:
     rng = np.random.default_rng(int(rate * 100) + len(fmt))
     kernels = SpikeMatMulKernels(KERNELS)
-    for b, t, k, n, threads in [(1, 1, 769, 255, 1), (1, 1, 3071, 769, 0), (2, 33, 257, 131, 2)]:
-        case = make_case(rng, b, t, k, n, rate, fmt, bs=16)
-        y = kernels.forward(case["spikes"], case["weight"], case["scale"], case["bias"], n, fmt, 16, threads)
+    for b, t, k, n, threads, bs in [(1, 1, 769, 255, 1, 16), (1, 1, 3071, 769, 0, 32), (1, 2, 257, 259, 1, 64), (2, 33, 257, 131, 2, 16)]:
+        case = make_case(rng, b, t, k, n, rate, fmt, bs=bs)
+        y = kernels.forward(case["spikes"], case["weight"], case["scale"], case["bias"], n, fmt, bs, threads)
         check_close(y, case)
 
 

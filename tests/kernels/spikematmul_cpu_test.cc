@@ -158,6 +158,8 @@ int main() {
     ok = run_case({1, 3, 99, 129, 2, f, SMM_ACT_FLOAT32, 0.2, true, true, 1}, rng) && ok;      // general spike values, sparse
     ok = run_case({4, 4, 99, 70, 8, f, SMM_ACT_FLOAT32, 0.8, true, true, -1}, rng) && ok;      // general values, dense, caller pool
     ok = run_case({1, 1, 1, 1, 2, f, SMM_ACT_FLOAT32, 1.0, false, true, 1}, rng) && ok;        // 1 x 1
+    ok = run_case({1, 1, 301, 133, 32, f, SMM_ACT_FLOAT32, 0.3, true, true, 1}, rng) && ok;    // int4 four rows per pass, bs 32
+    ok = run_case({1, 2, 257, 260, 64, f, SMM_ACT_FLOAT32, 0.5, false, false, 1}, rng) && ok;  // ... bs 64, partial last block
     ok = run_case({1, 131, 67, 201, 10, f, SMM_ACT_FLOAT32, 0.3, true, true, 2}, rng) && ok;   // many rows, panels + an edge
   }
   // Empty shapes are no-ops; bad arguments are refused, never read.

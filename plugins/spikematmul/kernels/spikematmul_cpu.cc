@@ -188,13 +188,45 @@ __attribute__((always_inline)) inline void i4_blocks(float* ev, float* od, const
   }
 }
 
+// Four rows at once (one accumulator read-modify-write per four rows), same block layout.
+template <int64_t HB>
+__attribute__((always_inline)) inline void i4_blocks4(float* ev, float* od, const uint8_t* const* r, const float* const* sc, const float* v,
+                                                      int64_t blocks) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float s0 = v[0] * sc[0][b], s1 = v[1] * sc[1][b], s2 = v[2] * sc[2][b], s3 = v[3] * sc[3][b];
+    const uint8_t *r0 = r[0] + b * HB, *r1 = r[1] + b * HB, *r2 = r[2] + b * HB, *r3 = r[3] + b * HB;
+    float* e = ev + b * HB;
+    float* o = od + b * HB;
+    for (int64_t t = 0; t < HB; ++t) {
+      e[t] += (s0 * static_cast<float>((r0[t] & 15) - 8) + s1 * static_cast<float>((r1[t] & 15) - 8)) +
+              (s2 * static_cast<float>((r2[t] & 15) - 8) + s3 * static_cast<float>((r3[t] & 15) - 8));
+      o[t] += (s0 * static_cast<float>((r0[t] >> 4) - 8) + s1 * static_cast<float>((r1[t] >> 4) - 8)) +
+              (s2 * static_cast<float>((r2[t] >> 4) - 8) + s3 * static_cast<float>((r3[t] >> 4) - 8));
+    }
+  }
+}
+
 // Columns [n0, n0 + w), n0 even.
 SMM_CLONES void axpy_rows_i4(float* ev, float* od, const uint8_t* W, int64_t ldw, const float* scale, int64_t nb_row, int64_t bs,
                              const int32_t* idx, const float* val, int64_t count, int64_t n0, int64_t w) {
   const int64_t b0 = n0 / 2, bytes = (w + 1) / 2, hb = bs / 2;
   const bool aligned = b0 % hb == 0;
   const int64_t blocks = aligned ? bytes / hb : 0, tail = blocks * hb;
-  for (int64_t i = 0; i < count; ++i) {
+  int64_t i = 0;
+  if (aligned && blocks > 0 && (hb == 16 || hb == 32)) {  // bs 32 and 64: four rows per pass
+    for (; i + 4 <= count; i += 4) {
+      const uint8_t* r[4];
+      const float* sc[4];
+      for (int j = 0; j < 4; ++j) {
+        r[j] = W + idx[i + j] * ldw + b0;
+        sc[j] = scale + idx[i + j] * nb_row + b0 / hb;
+      }
+      if (hb == 16) i4_blocks4<16>(ev, od, r, sc, val + i, blocks);
+      else i4_blocks4<32>(ev, od, r, sc, val + i, blocks);
+      for (int j = 0; j < 4; ++j) i4_generic(ev, od, r[j], scale + idx[i + j] * nb_row, val[i + j], b0, tail, bytes, hb);
+    }
+  }
+  for (; i < count; ++i) {
     const uint8_t* r = W + idx[i] * ldw + b0;
     const float* sc = scale + idx[i] * nb_row;
     const float v = val[i];
