@@ -77,7 +77,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_sample(build_dir: Path, *args: str, env: dict[str, str] | None = None, app: str = "ae_generate") -> subprocess.CompletedProcess[bytes]:
+def run_sample(
+    build_dir: Path, *args: str, env: dict[str, str] | None = None, app: str = "ae_generate"
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([str(build_dir / app), *args], capture_output=True, timeout=120, env=env or clean_env())
 
 
@@ -173,7 +175,9 @@ def test_sample_with_the_native_amsu_library(build: Path, package: Path) -> None
     proc = run_sample(build, str(package), PROMPT, "40", "--ids", "--temperature", "0", "--library", str(AMSU_LIB))
     assert "AMSU library" in proc.stderr.decode()
     assert ids_of(proc) == greedy(build, str(package), PROMPT, "40")
-    by_env = run_sample(build, str(package), PROMPT, "40", "--ids", "--temperature", "0", env=clean_env(ASTROEDGE_ORT_LIBRARY=str(AMSU_LIB)))
+    by_env = run_sample(
+        build, str(package), PROMPT, "40", "--ids", "--temperature", "0", env=clean_env(ASTROEDGE_ORT_LIBRARY=str(AMSU_LIB))
+    )
     assert "AMSU library" in by_env.stderr.decode() and ids_of(by_env) == ids_of(proc)
 
 
@@ -271,7 +275,9 @@ def test_samples_under_address_and_undefined_behaviour_sanitizers(build: Path, p
     plain = greedy(build, str(package), PROMPT, "24")
     assert greedy(asan, str(package), PROMPT, "12", "--save-state", str(state), env=env) == plain[:12]
     assert greedy(asan, str(package), "", "12", "--load-state", str(state), env=env) == plain[12:]
-    sampled = run_sample(asan, str(package), PROMPT, "24", "--temperature", "0.9", "--top-k", "40", "--top-p", "0.9", "--stop", "x", env=env)
+    sampled = run_sample(
+        asan, str(package), PROMPT, "24", "--temperature", "0.9", "--top-k", "40", "--top-p", "0.9", "--stop", "x", env=env
+    )
     assert sampled.returncode == 0, sampled.stderr.decode()
     one_line_error(run_sample(asan, str(tmp_path / "missing"), PROMPT, env=env))
     one_line_error(run_sample(asan, str(package), PROMPT, "--load-state", str(package / "manifest.json"), env=env))
@@ -385,7 +391,9 @@ def header_functions() -> set[str]:
 def test_every_header_function_is_exported_and_bound_here(lib: ctypes.CDLL) -> None:
     declared = header_functions()
     assert declared == set(SIGNATURES), declared ^ set(SIGNATURES)
-    exported = subprocess.run(["nm", "-D", "--defined-only", str(BUILD / "libastroedge.so.1")], capture_output=True, text=True, check=True).stdout
+    exported = subprocess.run(
+        ["nm", "-D", "--defined-only", str(BUILD / "libastroedge.so.1")], capture_output=True, text=True, check=True
+    ).stdout
     names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
     assert names == declared  # nothing else leaks out of the library
     assert lib.ae_api_version() == 2
@@ -496,7 +504,8 @@ def test_engine_params_set_validate_and_print(api: Api, package: Path) -> None:
     try:
         assert lib.ae_engine_params_validate(p) == AE_ERR_INVALID_ARGUMENT and b"package_dir" in lib.ae_last_error()
         assert printed(lib.ae_engine_params_print, p) == (
-            "package_dir=(unset) device=cpu device_id=0 num_threads=0 amsu_library=(env ASTROEDGE_ORT_LIBRARY) verify_checksums=1 cache_dir=(default)"
+            "package_dir=(unset) device=cpu device_id=0 num_threads=0 amsu_library=(env ASTROEDGE_ORT_LIBRARY) "
+            "verify_checksums=1 cache_dir=(default)"
         )
         api.ok(lib.ae_engine_params_set_package_dir(p, str(package).encode()))
         api.ok(lib.ae_engine_params_validate(p))
@@ -533,7 +542,9 @@ def test_generate_params_defaults_setters_and_print(api: Api) -> None:
             lib.ae_generate_params_seed(p),
         )
         assert defaults == (200, pytest.approx(0.8), 0, 1.0, 1.0, 0)  # the team's one set (COMMON.md)
-        assert printed(lib.ae_generate_params_print, p) == "max_tokens=200 temperature=0.8 top_k=0 top_p=1 repetition_penalty=1 seed=0 stop=[]"
+        assert (
+            printed(lib.ae_generate_params_print, p) == "max_tokens=200 temperature=0.8 top_k=0 top_p=1 repetition_penalty=1 seed=0 stop=[]"
+        )
         buf = ctypes.create_string_buffer(16)
         assert lib.ae_generate_params_print(p, buf, 16) > 15 and len(buf.value) == 15  # truncated, NUL-terminated
         for name, value in (
@@ -906,7 +917,9 @@ def test_engine_create_errors(api: Api, package: Path, tmp_path: Path) -> None:
     assert status == AE_ERR_UNSUPPORTED and b"TensorRT" in lib.ae_last_error()
 
 
-def test_amsu_library_from_the_environment_is_never_silently_replaced(api: Api, package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_amsu_library_from_the_environment_is_never_silently_replaced(
+    api: Api, package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lib = api.lib
     monkeypatch.setenv("ASTROEDGE_ORT_LIBRARY", str(tmp_path / "gone.so"))
     status, handle = api.create_engine(package)
@@ -968,7 +981,14 @@ def external_data_package(src: Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst)
     model = onnx.load(str(dst / "model.onnx"))
-    onnx.save_model(model, str(dst / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=64)
+    onnx.save_model(
+        model,
+        str(dst / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+        size_threshold=64,
+    )
 
     def edit(m: dict) -> None:
         m["onnx"]["external_data"] = "model.onnx.data"
@@ -1205,3 +1225,170 @@ def test_libfuzzer_on_the_manifest_reader_and_the_onnx_walker(package: Path, tmp
         )
         assert run.returncode == 0, run.stderr[-4000:]
         assert "Done" in run.stderr and not list(tmp_path.glob("crash-*")) + list(tmp_path.glob("timeout-*")) + list(tmp_path.glob("oom-*"))
+
+
+# ------------------------------------------------------------------------------------------------
+# The TensorRT backend: its C ABI driven by a stand-in module (no TensorRT here), its refusals, and
+# a compile check of the real module against TensorRT's public headers when they are given
+
+FAKE_TRT_BACKEND = r"""
+/* A stand-in for libastroedge_tensorrt.so with the same C ABI, in host memory: present = past + 1,
+   and the logits make token t + 1 the greedy choice after token t. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "tensorrt_backend.h"
+struct AeTrtBackend { int64_t vocab; size_t row_floats; };
+static AeTrtBackend* create(const AeTrtConfig* c, char* err, size_t n) {
+  if (getenv("FAKE_TRT_FAIL")) { snprintf(err, n, "TensorRT 0.0: building the engine failed: %s\nsecond line", c->cache_key); return NULL; }
+  AeTrtBackend* b = calloc(1, sizeof *b);
+  b->vocab = c->vocab_size;
+  for (size_t i = 0; i < c->n_state; ++i) {
+    size_t k = 1;
+    for (size_t d = 0; d < c->state_ranks[i]; ++d) k *= (size_t)c->state_dims[i][d];
+    b->row_floats += k;
+  }
+  FILE* f = fopen(getenv("FAKE_TRT_LOG"), "w");
+  fprintf(f, "%s %s %d %d %zu %s\n", c->plugin_library, c->cache_dir, c->max_batch, c->max_chunk, c->n_state, c->state_inputs[0]);
+  fclose(f);
+  return b;
+}
+static void destroy(AeTrtBackend* b) { free(b); }
+static int run(AeTrtBackend* b, const int64_t* tokens, size_t batch, size_t n, const int64_t* pos, const float* past, float* present,
+               float* logits, char* err, size_t size) {
+  (void)pos; (void)err; (void)size;
+  for (size_t i = 0; i < batch * b->row_floats; ++i) present[i] = past[i] + (float)n;
+  memset(logits, 0, batch * n * (size_t)b->vocab * sizeof(float));
+  for (size_t i = 0; i < batch * n; ++i) logits[i * (size_t)b->vocab + (size_t)((tokens[i] + 1) % b->vocab)] = 1.0f;
+  return 0;
+}
+static void* alloc(AeTrtBackend* b, size_t bytes) { (void)b; return calloc(1, bytes); }
+static void free_memory(AeTrtBackend* b, void* p) { (void)b; free(p); }
+static int copy(AeTrtBackend* b, void* dst, const void* src, size_t bytes) { (void)b; memcpy(dst, src, bytes); return 0; }
+static int zero(AeTrtBackend* b, void* p, size_t bytes) { (void)b; memset(p, 0, bytes); return 0; }
+static const AeTrtApi kApi = {ABI, create, destroy, run, alloc, free_memory, copy, zero};
+__attribute__((visibility("default"))) const AeTrtApi* ae_tensorrt_backend(void) { return &kApi; }
+"""
+
+TRT_DRIVER = r"""
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.ae_last_error.restype = ctypes.c_char_p
+P = ctypes.c_void_p
+params, engine, stream = P(), P(), P()
+lib.ae_engine_params_create(ctypes.byref(params))
+lib.ae_engine_params_set_package_dir(params, sys.argv[2].encode())
+lib.ae_engine_params_set_device(params, b"tensorrt")
+lib.ae_engine_params_set_amsu_library(params, sys.argv[3].encode())
+lib.ae_engine_params_set_cache_dir(params, sys.argv[4].encode())
+rc = lib.ae_engine_create(params, ctypes.byref(engine))
+if rc:
+    print("REFUSED", rc, lib.ae_last_error().decode())
+    sys.exit(0)
+lib.ae_engine_device.restype = lib.ae_engine_kernel.restype = ctypes.c_char_p
+lib.ae_stream_create(engine, ctypes.byref(stream))
+got = []
+CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p)
+cb = CB(lambda t, p, n, u: got.append(t) or 0)
+gp = P()
+lib.ae_generate_params_create(ctypes.byref(gp))
+lib.ae_generate_params_set_temperature(gp, ctypes.c_float(0.0))
+lib.ae_generate_params_set_max_tokens(gp, 5)
+assert lib.ae_generate(stream, (ctypes.c_int32 * 2)(65, 66), 2, gp, cb, None, None, None) == 0, lib.ae_last_error()
+size = lib.ae_engine_state_size(engine)
+state = (ctypes.c_float * (size // 4))()
+assert lib.ae_stream_get_state(stream, state, ctypes.c_size_t(size)) == 0
+streams = (P * 3)()
+for i in range(3):
+    lib.ae_stream_create(engine, ctypes.byref(P.from_buffer(streams, i * ctypes.sizeof(P))))
+assert lib.ae_decode_batch(streams, (ctypes.c_int32 * 3)(1, 2, 3), 3, None) == 0, lib.ae_last_error()
+logits = (ctypes.c_float * 256)()
+lib.ae_stream_logits(P(streams[2]), logits)
+print("OK", lib.ae_engine_device(engine).decode(), lib.ae_engine_kernel(engine).decode(), got, state[0], state[-1], list(logits).index(1.0))
+"""
+
+
+def run_with_backend(tmp_path: Path, package: Path, abi: int, *, fail: bool = False, module: bytes | None = None) -> tuple[str, Path]:
+    """libastroedge copied to a folder with a stand-in TensorRT module beside it, driven in a subprocess."""
+    folder = tmp_path / f"lib{abi}{int(fail)}{int(module is not None)}"
+    folder.mkdir()
+    real = (BUILD / "libastroedge.so.1").resolve()
+    shutil.copy(real, folder / "libastroedge.so.1")
+    if module is not None:
+        (folder / "libastroedge_tensorrt.so").write_bytes(module)
+    else:
+        src = folder / "fake.c"
+        src.write_text(FAKE_TRT_BACKEND)
+        subprocess.run(
+            [
+                "cc",
+                "-std=c11",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-shared",
+                "-fPIC",
+                f"-DABI={abi}",
+                f"-I{REPO / 'runtime' / 'src'}",
+                str(src),
+                "-o",
+                str(folder / "libastroedge_tensorrt.so"),
+            ],
+            check=True,
+        )
+    plugin = tmp_path / "libastroedge_trt.so"
+    plugin.write_bytes(b"stand-in plugin library")
+    log = folder / "create.log"
+    env = clean_env(FAKE_TRT_LOG=str(log), **({"FAKE_TRT_FAIL": "1"} if fail else {}))
+    proc = subprocess.run(
+        [sys.executable, "-c", TRT_DRIVER, str(folder / "libastroedge.so.1"), str(package), str(plugin), str(tmp_path / "cache" / "trt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip(), log
+
+
+def test_tensorrt_backend_abi_through_a_stand_in_module(package: Path, tmp_path: Path) -> None:
+    if shutil.which("cc") is None:
+        pytest.skip("needs a C compiler (cc) for the stand-in module")
+    out, log = run_with_backend(tmp_path, package, 1)
+    assert out.startswith("OK tensorrt library [67, 68, 69, 70, 71] ")  # greedy t + 1 after "AB", state in the module's memory
+    *_, first, last, next_token = out.split(" ")
+    assert float(first) == float(last) == 7.0 and int(next_token) == 4  # 2 prompt + 5 generated steps; batch row 2 after token 3
+    plugin, cache, max_batch, max_chunk, n_state, first_input = log.read_text().split()
+    assert plugin.endswith("libastroedge_trt.so") and cache.endswith("cache/trt") and (tmp_path / "cache" / "trt").is_dir()
+    assert (max_batch, max_chunk, first_input) == ("64", "256", "past_h.0") and int(n_state) == len(
+        json.loads((package / "manifest.json").read_text())["state"]
+    )
+
+    out, _ = run_with_backend(tmp_path, package, 1, fail=True)
+    assert out.startswith(f'REFUSED {AE_ERR_RUNTIME} device "tensorrt": TensorRT 0.0: building the engine failed: ')
+    assert "?second line" in out and "\n" not in out  # the module's text, kept to one line
+    out, _ = run_with_backend(tmp_path, package, 99)
+    assert out.startswith(f"REFUSED {AE_ERR_VERSION} ") and "backend ABI 99, expected 1" in out
+    out, _ = run_with_backend(tmp_path, package, 1, module=b"\x7fELF not really")
+    assert out.startswith(f"REFUSED {AE_ERR_UNSUPPORTED} ") and "could not be loaded" in out and "TensorRT or CUDA is missing" in out
+
+
+def test_tensorrt_device_refused_in_one_line_without_the_module(build: Path, package: Path) -> None:
+    for device in ("tensorrt", "jetson"):
+        msg = one_line_error(run_sample(build, str(package), PROMPT, "--device", device, "--library", str(package / "model.onnx")))
+        assert "libastroedge_tensorrt.so is missing" in msg and "built without TensorRT" in msg
+
+
+def test_tensorrt_backend_compiles_against_tensorrt_headers() -> None:
+    """runtime/src/tensorrt/check.sh: -Wall -Wextra -Werror against TensorRT's public headers (NVIDIA/TensorRT
+    include/, fetched for the check and never committed) and the CUDA toolkit's; linked without TensorRT,
+    it exports only ae_tensorrt_backend."""
+    include = os.environ.get("TRT_INCLUDE_DIR")
+    if not include:
+        pytest.skip("set TRT_INCLUDE_DIR to a TensorRT include/ folder (NVIDIA/TensorRT on GitHub) to compile-check the backend")
+    cuda = os.environ.get("CUDA_INCLUDE_DIR", "/usr/local/cuda/include")
+    if not Path(cuda, "cuda_runtime_api.h").is_file():
+        pytest.skip(f"{cuda}/cuda_runtime_api.h not found (set CUDA_INCLUDE_DIR)")
+    proc = subprocess.run([str(REPO / "runtime" / "src" / "tensorrt" / "check.sh"), include, cuda], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "exports ae_tensorrt_backend only" in proc.stdout

@@ -110,9 +110,12 @@ AE_API AeStatus ae_engine_params_create(AeEngineParams** out);
 AE_API void ae_engine_params_destroy(AeEngineParams* params);
 /* The package directory (holds manifest.json). Required, non-empty. */
 AE_API AeStatus ae_engine_params_set_package_dir(AeEngineParams* params, const char* dir);
-/* "cpu" (ORT CPU), "cuda" (ORT's CUDA execution provider, state kept on the GPU), "tensorrt" or
- * "jetson" (TensorRT). A device this build or machine cannot run is refused by ae_engine_create
- * with AE_ERR_UNSUPPORTED in one line: never a silent fall-back to the CPU. */
+/* "cpu" (ORT CPU), "cuda" (ORT's CUDA execution provider through an OrtIoBinding: stream state
+ * stays in GPU memory between steps), "tensorrt" or "jetson" (TensorRT: the module
+ * libastroedge_tensorrt.so beside this library, with our AMSU TensorRT plugin, one engine with a
+ * decode profile [1..64, 1] and a prefill profile [1, 1..256], fp32 state, cached in cache_dir).
+ * A device this build or machine cannot run is refused by ae_engine_create with AE_ERR_UNSUPPORTED
+ * in one line: never a silent fall-back to the CPU. */
 AE_API AeStatus ae_engine_params_set_device(AeEngineParams* params, const char* device);
 /* GPU ordinal for "cuda"/"tensorrt"/"jetson" (>= 0, default 0). */
 AE_API AeStatus ae_engine_params_set_device_id(AeEngineParams* params, int32_t device_id);
@@ -124,7 +127,8 @@ AE_API AeStatus ae_engine_params_set_num_threads(AeEngineParams* params, int32_t
  *   a path:                  load it (the environment is not consulted);
  *   "":                      run the fallback function (the environment is not consulted).
  * A library that is named (here or in the environment) and can't be loaded is refused by
- * ae_engine_create (AE_ERR_IO / AE_ERR_RUNTIME), never replaced by the fallback. */
+ * ae_engine_create (AE_ERR_IO), never replaced by the fallback. For "tensorrt"/"jetson" the
+ * library named here is the AMSU TensorRT plugin library (libastroedge_trt.so), and is required. */
 AE_API AeStatus ae_engine_params_set_amsu_library(AeEngineParams* params, const char* path);
 /* Non-zero (default): check size and sha256 of every file against the manifest. 0 skips the
  * sha256 (sizes, paths and file types are always checked). */

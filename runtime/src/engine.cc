@@ -109,12 +109,27 @@ AeEngine::AeEngine(const AeEngineParams& params) : device(params.device) {
   }
   // The graph is checked before onnxruntime sees it: it may read no file but the listed external data.
   std::string model_path = dir.path(manifest.onnx_file);
-  ae::check_graph(ae::graph_facts(model.data(), model.size(), model_path), manifest, model_path);
+  ae::GraphFacts facts = ae::graph_facts(model.data(), model.size(), model_path);
+  ae::check_graph(facts, manifest, model_path);
   for (const auto& s : manifest.state) {
     state_offsets.push_back(state_floats);
     state_floats += s.count;
   }
-  load_session(params, model, external);
+  if (device == "tensorrt" || device == "jetson") {
+    std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>> initializers;
+    for (const auto& ref : facts.external) {
+      uint64_t length = ref.length < 0 ? manifest.files.at(manifest.external_data).bytes - ref.offset : uint64_t(ref.length);
+      initializers.push_back({ref.tensor, {ref.offset, length}});
+    }
+    try {
+      load_tensorrt(params, model, external, initializers);
+    } catch (...) {
+      release();  // a constructor that throws gets no destructor call
+      throw;
+    }
+  } else {
+    load_session(params, model, external);
+  }
 }
 
 void AeEngine::load_session(const AeEngineParams& params, const std::vector<uint8_t>& model, const std::vector<uint8_t>& external) {
@@ -128,9 +143,6 @@ void AeEngine::load_session(const AeEngineParams& params, const std::vector<uint
     }
   }
   kernel = lib.empty() ? "fallback" : "library";
-  if (device == "tensorrt" || device == "jetson") {
-    throw Error(AE_ERR_UNSUPPORTED, "device \"" + device + "\": this libastroedge has no TensorRT backend (built without TensorRT); use \"cpu\" or \"cuda\"");
-  }
 
   api_ = ort_api();
   std::string model_path = manifest.path(manifest.onnx_file);
@@ -191,9 +203,97 @@ void AeEngine::load_session(const AeEngineParams& params, const std::vector<uint
   }
 }
 
+namespace {
+
+// The folder libastroedge was loaded from: its TensorRT module is looked for there, nowhere else.
+std::string library_folder() {
+  Dl_info info{};
+  if (!dladdr(reinterpret_cast<void*>(&ae_api_version), &info) || !info.dli_fname) return ".";
+  std::string path = info.dli_fname;
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+// mkdir -p; failures show up when the cache file is written (a cache that can't be written only costs
+// a rebuild next time, so they are not errors).
+void make_folders(const std::string& path) {
+  for (size_t i = 1; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') mkdir(path.substr(0, i).c_str(), 0755);
+  }
+}
+
+}  // namespace
+
+void AeEngine::load_tensorrt(const AeEngineParams& params, const std::vector<uint8_t>& model, const std::vector<uint8_t>& external,
+                             const std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>>& initializers) {
+  const std::string where = "device \"" + device + "\"";
+  std::string module = library_folder() + "/libastroedge_tensorrt.so";
+  struct stat st {};
+  if (stat(module.c_str(), &st) != 0) {
+    throw Error(AE_ERR_UNSUPPORTED, where + ": " + module + " is missing: this libastroedge was built without TensorRT (configure it where TensorRT is installed, TENSORRT_ROOT=...), or use \"cpu\" / \"cuda\"");
+  }
+  trt_module_ = dlopen(module.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!trt_module_) {
+    const char* why = dlerror();
+    throw Error(AE_ERR_UNSUPPORTED, where + ": " + module + " could not be loaded (" + (why ? why : "?") + "): TensorRT or CUDA is missing on this machine");
+  }
+  std::string source;
+  std::string plugin = params.resolved_amsu_library(&source);
+  if (plugin.empty()) {
+    throw Error(AE_ERR_INVALID_ARGUMENT, where + " runs the AMSU op as a TensorRT plugin: name the plugin library with amsu_library (ae_generate --library) or ASTROEDGE_ORT_LIBRARY (build/plugins/libastroedge_trt.so, made where TensorRT is installed)");
+  }
+  if (stat(plugin.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) throw Error(AE_ERR_IO, source + " " + plugin + ": no such file; build it with 'make plugins' where TensorRT is installed");
+  kernel = "library";
+  auto entry = reinterpret_cast<AeTrtBackendEntry>(dlsym(trt_module_, AE_TRT_BACKEND_SYMBOL));
+  trt_api_ = entry ? entry() : nullptr;
+  if (!trt_api_ || trt_api_->abi != AE_TRT_BACKEND_ABI) {
+    int abi = trt_api_ ? trt_api_->abi : 0;
+    release();
+    throw Error(AE_ERR_VERSION, where + ": " + module + " is from another libastroedge build (backend ABI " + std::to_string(abi) + ", expected " +
+                                    std::to_string(AE_TRT_BACKEND_ABI) + "); install the two together");
+  }
+  std::string cache = params.cache_dir;
+  if (cache.empty()) {
+    const char* xdg = std::getenv("XDG_CACHE_HOME");
+    const char* home = std::getenv("HOME");
+    cache = (xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/tmp") + "/.cache") + "/astroedge/tensorrt";
+  }
+  make_folders(cache);
+  std::vector<AeTrtInitializer> inits;
+  for (const auto& [name, span] : initializers) inits.push_back({name.c_str(), span.first, span.second});
+  std::vector<const char*> ins, outs;
+  std::vector<const int64_t*> dims;
+  std::vector<size_t> ranks;
+  for (const auto& s : manifest.state) {
+    ins.push_back(s.input.c_str());
+    outs.push_back(s.output.c_str());
+    dims.push_back(s.shape.data() + 1);
+    ranks.push_back(s.shape.size() - 1);
+  }
+  AeTrtConfig c{};
+  c.onnx = model.data(), c.onnx_size = model.size();
+  c.external = external.empty() ? nullptr : external.data(), c.external_size = external.size();
+  c.initializers = inits.data(), c.n_initializers = inits.size();
+  c.plugin_library = plugin.c_str(), c.cache_dir = cache.c_str(), c.cache_key = manifest.sha256.c_str();
+  c.device_id = params.device_id, c.max_batch = 64, c.max_chunk = int32_t(kMaxChunk), c.vocab_size = manifest.vocab_size;
+  c.tokens_name = manifest.tokens_input.c_str(), c.position_name = manifest.position_input.c_str(), c.logits_name = manifest.logits_output.c_str();
+  c.n_state = manifest.state.size(), c.state_inputs = ins.data(), c.state_outputs = outs.data(), c.state_dims = dims.data(), c.state_ranks = ranks.data();
+  char err[512] = "";
+  trt_ = trt_api_->create(&c, err, sizeof err);
+  if (!trt_) {
+    release();
+    throw Error(AE_ERR_RUNTIME, where + ": " + err);
+  }
+}
+
 AeEngine::~AeEngine() { release(); }
 
 void AeEngine::release() {
+  if (trt_) trt_api_->destroy(trt_);
+  trt_ = nullptr;
+  trt_api_ = nullptr;
+  if (trt_module_) dlclose(trt_module_);
+  trt_module_ = nullptr;
   if (cuda_.handle) dlclose(cuda_.handle);
   cuda_ = {};
   if (!api_) return;
@@ -250,6 +350,12 @@ void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t*
       if (binding) api->ReleaseIoBinding(binding);
     }
   } call{api_, nullptr, {}};
+  if (trt_) {
+    char err[512] = "";
+    if (trt_api_->run(trt_, tokens, batch, n, positions, past, present, logits, err, sizeof err) != 0) throw Error(AE_ERR_RUNTIME, "device \"" + device + "\": " + err);
+    check_logits(logits, batch * n);
+    return;
+  }
   auto tensor = [&](const OrtMemoryInfo* where, const void* data, size_t bytes, const std::vector<int64_t>& shape, ONNXTensorElementDataType type) {
     OrtValue* value = nullptr;
     check(api_, api_->CreateTensorWithDataAsOrtValue(where, const_cast<void*>(data), bytes, shape.data(), shape.size(), type, &value), "creating a tensor");
@@ -278,21 +384,31 @@ void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t*
   }
   check(api_, api_->RunWithBinding(session_, nullptr, call.binding), "running " + manifest.path(manifest.onnx_file));
   check(api_, api_->SynchronizeBoundOutputs(call.binding), "running " + manifest.path(manifest.onnx_file));
-  size_t bad = ae::first_non_finite(logits, batch * n * vocab);
-  if (bad < batch * n * vocab) {
-    throw Error(AE_ERR_NON_FINITE, manifest.path(manifest.onnx_file) + ": the graph produced a non-finite logit (" + std::to_string(logits[bad]) +
-                                       "); the weights or the state are damaged (reset the stream; re-export the package)");
-  }
+  check_logits(logits, batch * n);
   // On the GPU the state is not copied back to be checked: a non-finite state shows in the next logits.
   size_t floats = gpu_memory_ ? 0 : batch * state_floats;
-  bad = ae::first_non_finite(present, floats);
+  size_t bad = ae::first_non_finite(present, floats);
   if (bad < floats) {
     throw Error(AE_ERR_NON_FINITE, manifest.path(manifest.onnx_file) + ": the graph produced a non-finite state value (" + std::to_string(present[bad]) +
                                        "); the weights or the state are damaged (reset the stream; re-export the package)");
   }
 }
 
+void AeEngine::check_logits(const float* logits, size_t rows) const {
+  const size_t count = rows * size_t(manifest.vocab_size);
+  size_t bad = ae::first_non_finite(logits, count);
+  if (bad < count) {
+    throw Error(AE_ERR_NON_FINITE, manifest.path(manifest.onnx_file) + ": the graph produced a non-finite logit (" + std::to_string(logits[bad]) +
+                                       "); the weights or the state are damaged (reset the stream; re-export the package)");
+  }
+}
+
 float* AeEngine::state_alloc(size_t floats) const {
+  if (trt_) {
+    void* p = floats ? trt_api_->alloc(trt_, floats * sizeof(float)) : nullptr;
+    if (floats && !p) throw std::bad_alloc();
+    return static_cast<float*>(p);
+  }
   if (!gpu_alloc_) return floats ? new float[floats]() : nullptr;
   if (!floats) return nullptr;
   void* p = gpu_alloc_->Alloc(gpu_alloc_, floats * sizeof(float));
@@ -303,6 +419,7 @@ float* AeEngine::state_alloc(size_t floats) const {
 
 void AeEngine::state_free(float* p) const {
   if (!p) return;
+  if (trt_) return trt_api_->free(trt_, p);
   if (gpu_alloc_) gpu_alloc_->Free(gpu_alloc_, p);
   else delete[] p;
 }
@@ -314,14 +431,16 @@ void cuda_check(int rc, const char* what) {
 }  // namespace
 
 void AeEngine::to_host(float* dst, const float* src, size_t floats) const {
-  if (gpu_alloc_) cuda_check(cuda_.memcpy(dst, src, floats * sizeof(float), 4), "copying state to the host");
+  if (trt_) cuda_check(floats ? trt_api_->copy(trt_, dst, src, floats * sizeof(float)) : 0, "copying state");
+  else if (gpu_alloc_) cuda_check(cuda_.memcpy(dst, src, floats * sizeof(float), 4), "copying state to the host");
   else if (floats) std::memcpy(dst, src, floats * sizeof(float));
 }
 void AeEngine::to_device(float* dst, const float* src, size_t floats) const { to_host(dst, src, floats); }  // cudaMemcpyDefault: any direction
 void AeEngine::on_device(float* dst, const float* src, size_t floats) const { to_host(dst, src, floats); }
 
 void AeEngine::zero(float* p, size_t floats) const {
-  if (gpu_alloc_) cuda_check(cuda_.memset(p, 0, floats * sizeof(float)), "zeroing state");
+  if (trt_) cuda_check(floats ? trt_api_->zero(trt_, p, floats * sizeof(float)) : 0, "zeroing state");
+  else if (gpu_alloc_) cuda_check(cuda_.memset(p, 0, floats * sizeof(float)), "zeroing state");
   else std::fill(p, p + floats, 0.0f);
 }
 

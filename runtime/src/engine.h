@@ -14,6 +14,7 @@
 #include "astroedge.h"
 #include "manifest.h"
 #include "params.h"
+#include "tensorrt_backend.h"
 
 namespace ae {
 // The CUDA runtime's copy functions, looked up with dlopen when the device is "cuda" (the CUDA
@@ -45,7 +46,7 @@ struct AeEngine {
   void to_device(float* dst, const float* src, size_t floats) const;
   void on_device(float* dst, const float* src, size_t floats) const;
   void zero(float* p, size_t floats) const;
-  bool on_gpu() const { return gpu_alloc_ != nullptr; }
+  bool on_gpu() const { return gpu_alloc_ != nullptr || trt_ != nullptr; }
 
   ae::Manifest manifest;
   std::string kernel;  // "library" or "fallback"
@@ -56,7 +57,10 @@ struct AeEngine {
 
  private:
   void load_session(const AeEngineParams& params, const std::vector<uint8_t>& model, const std::vector<uint8_t>& external);
+  void load_tensorrt(const AeEngineParams& params, const std::vector<uint8_t>& model, const std::vector<uint8_t>& external,
+                     const std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>>& initializers);
   void check_io() const;
+  void check_logits(const float* logits, size_t rows) const;  // AE_ERR_NON_FINITE
   void release();
   const OrtApi* api_ = nullptr;
   OrtEnv* env_ = nullptr;
@@ -65,6 +69,9 @@ struct AeEngine {
   OrtMemoryInfo* gpu_memory_ = nullptr;    // "cuda" only
   OrtAllocator* gpu_alloc_ = nullptr;      // "cuda" only
   ae::CudaRuntime cuda_;
+  void* trt_module_ = nullptr;          // "tensorrt"/"jetson": libastroedge_tensorrt.so
+  const AeTrtApi* trt_api_ = nullptr;
+  AeTrtBackend* trt_ = nullptr;
   std::vector<std::string> input_names_, output_names_;
 };
 
