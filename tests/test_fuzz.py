@@ -37,6 +37,7 @@ SEED = int(os.environ.get("ASTROEDGE_FUZZ_SEED", "0"))
 N = int(os.environ.get("ASTROEDGE_FUZZ_N", "80"))
 CLI_EVERY = int(os.environ.get("ASTROEDGE_FUZZ_CLI_EVERY", "25"))
 RUN_TIMEOUT_S = 30.0
+HF_TEXT_IN_HOST = "ae_tokenize: the package's tokenizer is \"hf\""  # the C app's refusal to tokenize, after loading
 FAILURES = ("traceback", "signal", "hang", "bad_exit", "multiline_refusal", "accepted_tampered", "accepted_outside")
 
 # Values a hostile or careless manifest may hold; the *_outside ones name a file beyond the package.
@@ -391,6 +392,8 @@ def _run_targets(m: Mutant, index: int, worker: Worker | None, tally: Tally) -> 
         tally.add("python-api", m.family, api, out.get("msg", ""))
     if C_APP.is_file():
         rc, err = run_cmd(_c_app_args(m.path, m.extra_args))
+        if rc == 2 and HF_TEXT_IN_HOST in err:  # the engine loaded the package; only text is the host's job (astroedge.h)
+            rc = 0
         c_app = classify(rc, err, m.must_refuse)
         tally.add("c-app", m.family, c_app, err)
         if api == "ok" and c_app == "refused":  # not a failure: inspect does not run the graph; counted to see the gap
