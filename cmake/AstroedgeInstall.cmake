@@ -29,9 +29,9 @@ endforeach()
 if(SKBUILD)
   # onnxruntime's Python package ships libonnxruntime.so.1.x.y without the .so.1 link that
   # libastroedge's DT_NEEDED names: astroedge.native loads that file first (RTLD_GLOBAL), so no rpath to it.
-  set_target_properties(astroedge ${_ae_native_targets} PROPERTIES INSTALL_RPATH "$ORIGIN")
-  # Wheels hold no symbolic links: only the soname file, which is what the loader asks for.
-  install(TARGETS astroedge LIBRARY DESTINATION astroedge/lib NAMELINK_SKIP)
+  set_target_properties(astroedge ${_ae_native_targets} PROPERTIES INSTALL_RPATH "$ORIGIN" BUILD_WITH_INSTALL_RPATH ON)
+  # Wheels hold no symbolic links: one copy of libastroedge, under its soname (what the loader asks for).
+  install(FILES "$<TARGET_FILE:astroedge>" DESTINATION astroedge/lib RENAME "libastroedge.so.$<TARGET_PROPERTY:astroedge,SOVERSION>")
   install(TARGETS ${_ae_native_targets} LIBRARY DESTINATION astroedge/lib)
   install(FILES runtime/include/astroedge.h DESTINATION astroedge/include)
   # The pipeline's stages live in the top-level folders the client named; they install as subpackages.
