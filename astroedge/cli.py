@@ -28,7 +28,13 @@ app = typer.Typer(
 def train(
     text: Annotated[Path, typer.Argument(help="UTF-8 training text; the last 10% is held out")],
     output: Annotated[Path, typer.Option("-o", "--output", help="checkpoint to write (model.pt)")],
-    config: Annotated[str, typer.Option(help="model preset: tiny, sample, bench")] = "sample",
+    config: Annotated[str, typer.Option(help="preset (tiny, sample, bench) or FILE.json ('astroedge config show')")] = "sample",
+    d_model: Annotated[int | None, typer.Option(help="width D (overrides --config)")] = None,
+    n_heads: Annotated[int | None, typer.Option(help="astrocyte heads; D / n_heads must be even")] = None,
+    n_layers: Annotated[int | None, typer.Option(help="layers")] = None,
+    ffn_mult: Annotated[float | None, typer.Option(help="FFN hidden width / D")] = None,
+    firing_target: Annotated[float | None, typer.Option(help="penalise firing rates above this (e.g. 0.1): fewer spikes")] = None,
+    firing_weight: Annotated[float, typer.Option(help="weight of the --firing-target penalty")] = 1.0,
     minutes: Annotated[float | None, typer.Option(help="train for this long")] = None,
     steps: Annotated[int | None, typer.Option(help="train for this many steps")] = None,
     seed: Annotated[int, typer.Option(help="seed: same seed, same data order and init")] = 0,
@@ -42,7 +48,23 @@ def train(
     """Train AM-SNet on a text file (chunkwise form, surrogate gradients)."""
     from astroedge.train import TrainOptions, run_training
 
-    run_training(TrainOptions(text, output, config, minutes, steps, seed, batch_size, seq_len, lr, device, resume, tokenizer))
+    overrides = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers, "ffn_mult": ffn_mult}
+    run_training(TrainOptions(text, output, config, minutes, steps, seed, batch_size, seq_len, lr, device, resume, tokenizer,
+                              overrides=overrides, firing_target=firing_target, firing_weight=firing_weight))
+
+
+config_app = typer.Typer(no_args_is_help=True, help="Model configs: presets and JSON files.")
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(name: Annotated[str, typer.Argument(help="preset (tiny, sample, bench) or FILE.json to validate")]) -> None:
+    """Print a config as JSON (every field), to edit and pass to 'astroedge train --config FILE.json'."""
+    import json
+
+    from astroedge.config import load_config
+
+    print(json.dumps(load_config(name).to_dict(), indent=2))
 
 
 @app.command()

@@ -6,8 +6,10 @@ Kept free of torch so that the runtime (device side) can read a package's config
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from astroedge.errors import UserError
@@ -94,13 +96,20 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> ModelConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        """Validated config from a mapping (a JSON file, a checkpoint); errors name `source`, the field and the value."""
+        if not isinstance(data, dict):
+            raise UserError(f"{source}: must be a JSON object of config fields, got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise UserError(f"{source}: unknown config field '{unknown[0]}'; known fields: {', '.join(sorted(known))}")
+            raise UserError(f"{source}: unknown config field '{unknown[0]}'; known fields: {', '.join(sorted(fields))}")
+        for name, value in data.items():
+            want = type(fields[name].default)  # int or float: the defaults say which
+            if isinstance(value, bool) or not isinstance(value, int if want is int else (int, float)):
+                raise UserError(f"{source}: config field '{name}' = {value!r}: must be {'an integer' if want is int else 'a number'}")
         try:
-            return cls(**data).validate()
-        except TypeError as exc:  # pragma: no cover - dataclass signature mismatch
+            return cls(**{k: float(v) if type(fields[k].default) is float else v for k, v in data.items()}).validate()
+        except UserError as exc:
             raise UserError(f"{source}: {exc}") from None
 
     def describe(self) -> str:
@@ -123,5 +132,33 @@ PRESETS: dict[str, ModelConfig] = {
 
 def preset(name: str) -> ModelConfig:
     if name not in PRESETS:
-        raise UserError(f"unknown config '{name}'; choose one of: {', '.join(PRESETS)}")
+        raise UserError(f"unknown config '{name}'; choose one of: {', '.join(PRESETS)}, or a FILE.json ('astroedge config show NAME')")
     return PRESETS[name]
+
+
+def load_config(spec: str, overrides: dict[str, Any] | None = None) -> ModelConfig:
+    """A preset name or a JSON file of config fields (any subset: the rest default), then `overrides`, validated.
+
+    `overrides` (the train command's --d-model, --n-heads, ...) win over the file; None values are ignored.
+    """
+    if spec in PRESETS:
+        base, source = PRESETS[spec].to_dict(), f"preset '{spec}'"
+    elif spec.endswith(".json") or Path(spec).is_file():
+        path = Path(spec)
+        if not path.is_file():
+            raise UserError(f"--config {spec}: file not found; write one with 'astroedge config show sample > {spec}'")
+        try:
+            base = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"--config {spec}: not valid JSON ({exc}); start from 'astroedge config show sample'") from None
+        source = str(path)
+        if not isinstance(base, dict):
+            raise UserError(f"{source}: must be a JSON object of config fields, got {type(base).__name__}")
+        base = ModelConfig().to_dict() | base
+    else:
+        preset(spec)  # raises, naming the presets
+        raise AssertionError("unreachable")
+    set_by_option = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if set_by_option:
+        source += " with " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in set_by_option.items())
+    return ModelConfig.from_dict(base | set_by_option, source)

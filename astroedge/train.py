@@ -2,7 +2,10 @@
 
 Deterministic for a seed on a given machine (one generator drives init and batch order), held-out
 loss on the last 10% of the text, checkpoints written atomically, and --resume continues the
-optimizer, schedule and data order where they stopped. The optimizer state goes to a sidecar file
+optimizer, schedule and data order where they stopped. The shape comes from a preset or a JSON file
+(--config) with --d-model/--n-heads/... on top, validated by ModelConfig. --firing-target R adds a
+penalty on every layer's (AMSU, FFN) firing rate above R: fewer spikes means fewer columns read by the
+event-driven W_O / W_2 products at decode, for a little loss. The optimizer state goes to a sidecar file
 (`model.pt.resume`) so the checkpoint that ships stays the size of the weights.
 """
 
@@ -10,14 +13,15 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from astroedge.checkpoint import load, load_train_state, resume_path, save, save_train_state
-from astroedge.config import preset
+from astroedge.config import load_config
 from astroedge.corpus import load_tokens, read_text, split_held_out
 from astroedge.errors import UserError
 from astroedge.evaluate import score
@@ -43,6 +47,9 @@ class TrainOptions:
     resume: bool = False
     tokenizer: Path | None = None
     warmup: int = 100
+    overrides: dict[str, Any] = field(default_factory=dict)  # config fields set on the command line (--d-model ...)
+    firing_target: float | None = None  # penalise firing rates above this (0..1); None = no penalty
+    firing_weight: float = 1.0  # weight of that penalty against the cross-entropy (nats/token)
 
     def validate(self) -> None:
         if self.minutes is None and self.steps is None:
@@ -66,6 +73,13 @@ class TrainOptions:
         check_parent(self.output)
         if self.resume and not self.output.is_file():
             raise UserError(f"--resume: {self.output} does not exist; train without --resume first")
+        if self.firing_target is not None and not 0 <= self.firing_target < 1:
+            raise UserError(f"--firing-target {self.firing_target}: must be a spike rate in [0, 1), e.g. 0.1")
+        if not (self.firing_weight > 0 and math.isfinite(self.firing_weight)):
+            raise UserError(f"--firing-weight {self.firing_weight}: must be a positive number")
+        if self.resume and any(v is not None for v in self.overrides.values()):
+            given = next(k for k, v in self.overrides.items() if v is not None)
+            raise UserError(f"--resume with --{given.replace('_', '-')}: a resumed model keeps its checkpoint's shape; drop the option")
         if self.resume and not resume_path(self.output).is_file():
             raise UserError(f"--resume: {resume_path(self.output)} (optimizer state) does not exist; train without --resume")
 
@@ -78,6 +92,7 @@ def _lr_at(progress: float, step: int, opts: TrainOptions) -> float:
 
 def run_training(opts: TrainOptions) -> None:
     opts.validate()
+    cfg = None if opts.resume else load_config(opts.config, opts.overrides)  # a bad shape is refused before any work
     read_text(opts.text)  # clear errors for a missing or non-UTF-8 file before anything else
     torch.manual_seed(opts.seed)
     tokenizer: Tokenizer = HFTokenizer.from_file(opts.tokenizer) if opts.tokenizer else ByteTokenizer()
@@ -87,7 +102,7 @@ def run_training(opts: TrainOptions) -> None:
         model, tokenizer = ckpt.model, ckpt.tokenizer
         state = load_train_state(resume_path(opts.output))
     else:
-        cfg = preset(opts.config)
+        assert cfg is not None
         if tokenizer.vocab_size != cfg.vocab_size:
             from dataclasses import replace
 
@@ -122,6 +137,7 @@ def run_training(opts: TrainOptions) -> None:
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("train", total=total if total is not None else budget_s, completed=step if total else 0, info="")
         loss_ema = None
+        fire_ema: torch.Tensor | None = None
         while True:
             elapsed = time.monotonic() - t0
             if budget_steps is not None and step >= budget_steps:
@@ -134,16 +150,22 @@ def run_training(opts: TrainOptions) -> None:
             starts = torch.randint(0, len(train_t) - opts.seq_len - 1, (opts.batch_size,), generator=gen)
             window = torch.stack([train_t[s : s + opts.seq_len + 1] for s in starts.tolist()]).to(device)
             out = model(window[:, :-1])
-            loss = F.cross_entropy(out.logits.flatten(0, 1).float(), window[:, 1:].flatten())
+            ce = F.cross_entropy(out.logits.flatten(0, 1).float(), window[:, 1:].flatten())
+            loss = ce
+            if opts.firing_target is not None:  # one-sided: rates below the target cost nothing
+                loss = ce + opts.firing_weight * F.relu(out.firing - opts.firing_target).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
-            loss_ema = loss.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * loss.item()
+            loss_ema = ce.item() if loss_ema is None else 0.95 * loss_ema + 0.05 * ce.item()
+            rates = out.firing.detach().mean(0)
+            fire_ema = rates if fire_ema is None else 0.95 * fire_ema + 0.05 * rates
+            fire_amsu, fire_ffn = fire_ema.tolist()
             tok_s = (step - start_step) * opts.batch_size * opts.seq_len / max(time.monotonic() - t0, 1e-9)
             progress.update(task, completed=step if total else min(time.monotonic() - t0, budget_s or 0),
-                            info=f"step {step} loss {loss_ema:.3f} {tok_s:,.0f} tok/s")
+                            info=f"step {step} loss {loss_ema:.3f} firing {fire_amsu:.3f}/{fire_ffn:.3f} {tok_s:,.0f} tok/s")
             if time.monotonic() - last_ckpt > CHECKPOINT_EVERY_S:
                 _save(opts, model, tokenizer, opt, gen, step, trained_s + time.monotonic() - t0, None)
                 last_ckpt = time.monotonic()
@@ -162,10 +184,14 @@ def run_training(opts: TrainOptions) -> None:
         "parameters": model.num_parameters(),
         "firing_amsu": report.firing_amsu,
         "firing_ffn": report.firing_ffn,
+        "firing_target": opts.firing_target,
+        "firing_weight": opts.firing_weight if opts.firing_target is not None else None,
     }
     _save(opts, model, tokenizer, opt, gen, step, trained_s, meta)
     console.print(f"held-out loss {report.nats_per_byte:.4f} nats/byte ({report.bits_per_byte:.3f} bits/byte) after {step} steps, "
                   f"{trained_s / 60:.1f} min; wrote {opts.output}")
+    console.print("held-out firing rate per layer: AMSU " + " ".join(f"{x:.3f}" for x in report.firing_amsu)
+                  + ", FFN " + " ".join(f"{x:.3f}" for x in report.firing_ffn))
 
 
 def _save(opts: TrainOptions, model: AMSNet, tokenizer: Tokenizer, opt: torch.optim.Optimizer, gen: torch.Generator,

@@ -94,6 +94,10 @@ def test_bad_training_input_is_refused_cleanly(small_text: Path, tmp_path: Path)
     short.write_text("to be or not to be")
     binary = tmp_path / "bin.txt"
     binary.write_bytes(b"\xff\xfe\x00abc" * 100)
+    bad_json, wrong_type, unknown = tmp_path / "bad.json", tmp_path / "type.json", tmp_path / "unknown.json"
+    bad_json.write_text('{"d_model": 64,')
+    wrong_type.write_text('{"n_layers": "3"}')
+    unknown.write_text('{"dmodel": 64}')
     cases = [
         (("train", tmp_path / "missing.txt", "-o", out, "--steps", "1"), "not found"),
         (("train", empty, "-o", out, "--steps", "1"), "only 0 tokens"),
@@ -103,6 +107,14 @@ def test_bad_training_input_is_refused_cleanly(small_text: Path, tmp_path: Path)
         (("train", small_text, "-o", out, "--steps", "-3"), "--steps -3"),
         (("train", small_text, "-o", out), "--minutes N or --steps N"),
         (("train", small_text, "-o", tmp_path / "no" / "dir.pt", "--steps", "1", "--config", "tiny", "--seq-len", "16"), "does not exist"),
+        (("train", small_text, "-o", out, "--steps", "1", "--config", "tiny", "--d-model", "42"), "'d_model' = 42: must be divisible"),
+        (("train", small_text, "-o", out, "--steps", "1", "--config", "tiny", "--n-heads", "8"), "d_model/n_heads=5 must be even"),
+        (("train", small_text, "-o", out, "--steps", "1", "--config", tmp_path / "absent.json"), "file not found"),
+        (("train", small_text, "-o", out, "--steps", "1", "--config", bad_json), "not valid JSON"),
+        (("train", small_text, "-o", out, "--steps", "1", "--config", wrong_type), "'n_layers' = '3': must be an integer"),
+        (("train", small_text, "-o", out, "--steps", "1", "--config", unknown), "unknown config field 'dmodel'"),
+        (("train", small_text, "-o", out, "--steps", "1", "--firing-target", "1.5"), "--firing-target 1.5"),
+        (("config", "show", "huge"), "unknown config 'huge'"),
     ]
     for args, needle in cases:
         assert_clean_refusal(cli(*args), needle)
@@ -141,3 +153,46 @@ def test_bad_checkpoints_are_refused_cleanly(small_text: Path, tmp_path: Path) -
     assert_clean_refusal(cli("generate", good, "--prompt", "a", "--max-new-tokens", "-1"), "--max-new-tokens -1")
     assert_clean_refusal(cli("generate", good, "--prompt", "", "--max-new-tokens", "3"), "--prompt is empty")
     assert_clean_refusal(cli("generate", good, "--prompt", "a", "--top-p", "0"), "--top-p 0")
+
+
+def test_odd_shape_from_the_cli_trains_exports_and_checks(small_text: Path, tmp_path: Path) -> None:
+    """A shape of the user's own (D=200, 5 heads of 40, 3 layers: a JSON file from 'config show' plus an option)
+    trains from the CLI, exports, and passes `astroedge check`, which counts its AMSU and FFN spikes and ties."""
+    import json
+
+    shown = cli("config", "show", "sample")
+    assert shown.returncode == 0, shown.stderr
+    cfg = json.loads(shown.stdout) | {"d_model": 200, "n_heads": 5}
+    (tmp_path / "odd.json").write_text(json.dumps(cfg))
+    model, package = tmp_path / "odd.pt", tmp_path / "odd.aepkg"
+    trained = cli("train", small_text, "-o", model, "--config", tmp_path / "odd.json", "--n-layers", "3", "--steps", "3",
+                  "--batch-size", "2", "--seq-len", "32", "--firing-target", "0.2")
+    assert trained.returncode == 0, trained.stderr
+    assert "firing rate per layer" in trained.stderr
+    ckpt = checkpoint.load(model)
+    assert (ckpt.model.cfg.d_model, ckpt.model.cfg.n_heads, ckpt.model.cfg.n_layers) == (200, 5, 3)
+    assert ckpt.meta["firing_target"] == 0.2 and len(ckpt.meta["firing_ffn"]) == 3
+    exported = cli("export", model, "-o", package)
+    assert exported.returncode == 0, exported.stderr
+    checked = cli("check", model, package, "--json", "--tokens", "8")
+    report = json.loads(checked.stdout)
+    assert checked.returncode == 0 and report["passed"], report["failures"]
+    s = report["summary"]
+    assert s["errors"] == 0 and s["ties"] >= 0 and s["ties_per_million_spikes"] >= 0
+    per_token = 3 * (200 + 800)  # AMSU and FFN spikes of every layer
+    assert s["spikes_compared"] > per_token * 8
+
+
+def test_firing_target_trades_loss_for_fewer_spikes(small_text: Path, tmp_path: Path) -> None:
+    """Same seed and data, with and without the penalty: the penalised model fires less on held-out text."""
+    plain, sparse = tmp_path / "plain.pt", tmp_path / "sparse.pt"
+    run_training(TrainOptions(small_text, plain, "tiny", None, 30, 0, batch_size=8, seq_len=64, lr=1e-2, warmup=5))
+    run_training(TrainOptions(small_text, sparse, "tiny", None, 30, 0, batch_size=8, seq_len=64, lr=1e-2, warmup=5,
+                              firing_target=0.02, firing_weight=5.0))
+    a, b = checkpoint.load(plain).meta, checkpoint.load(sparse).meta
+
+    def rate(meta: dict) -> float:
+        return sum(meta["firing_amsu"]) + sum(meta["firing_ffn"])
+
+    assert rate(b) < 0.7 * rate(a), (a, b)
+    assert b["firing_target"] == 0.02 and a["firing_target"] is None
