@@ -306,25 +306,36 @@ def check_name(name: Any, field: str, source: str) -> str:
 
 
 def _open_regular(root: Path, name: str) -> tuple[int, int]:
-    """Open root/name for reading: no symlink, no FIFO/device/folder; (fd, size). Never blocks."""
+    """Open root/name for reading: no symlink, no FIFO/device/folder; (fd, size). Never blocks.
+
+    The name is resolved relative to a descriptor of the package folder (openat), so a folder swapped
+    or renamed above it while the package is read cannot redirect the open.
+    """
     path = root / name
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        raise UserError(f"{path}: missing from the package (listed in {MANIFEST}); copy the whole package or re-export it") from None
+        folder = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise UserError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise UserError(f"{path}: is a symbolic link; a package holds its files itself (copy the file in place of the link)")
-    if not stat.S_ISREG(info.st_mode):
-        raise UserError(f"{path}: not a regular file (a FIFO, device or folder); a package holds plain files only")
+        raise UserError(f"{root}: the package folder cannot be opened ({exc.strerror})") from None
     try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot be opened ({exc.strerror}); a package holds plain readable files only") from None
+        try:
+            info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            raise UserError(f"{path}: missing from the package (listed in {MANIFEST}); copy the whole package or re-export it") from None
+        except OSError as exc:
+            raise UserError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
+        if stat.S_ISLNK(info.st_mode):
+            raise UserError(f"{path}: is a symbolic link; a package holds its files itself (copy the file in place of the link)")
+        if not stat.S_ISREG(info.st_mode):
+            raise UserError(f"{path}: not a regular file (a FIFO, device or folder); a package holds plain files only")
+        try:
+            fd = os.open(name, flags, dir_fd=folder)
+        except OSError as exc:
+            raise UserError(f"{path}: cannot be opened ({exc.strerror}); a package holds plain readable files only") from None
+    finally:
+        os.close(folder)
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):  # swapped between lstat and open
+    if not stat.S_ISREG(st.st_mode):  # swapped between the stat and the open
         os.close(fd)
         raise UserError(f"{path}: not a regular file (a FIFO, device or folder); a package holds plain files only")
     return fd, st.st_size
