@@ -23,6 +23,11 @@
 
 #include "spikematmul_kernels.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SMM_HAVE_AVX2_INT4 1
+#endif
+
 namespace {
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
@@ -206,6 +211,39 @@ __attribute__((always_inline)) inline void i4_blocks4(float* ev, float* od, cons
   }
 }
 
+#ifdef SMM_HAVE_AVX2_INT4
+// i4_blocks4 in AVX2 + FMA intrinsics (GCC left the nibble unpacking to shuffles, 3-4x slower): per 8
+// bytes of a row, widen to int32, split the nibbles, convert, multiply-add with the row's block scale;
+// the zero point enters once per block as -8 * (sum of the four scales). Blocks of hb bytes, hb % 8 == 0.
+__attribute__((target("avx2,fma"))) void i4_blocks4_avx2(float* ev, float* od, const uint8_t* const* r, const float* const* sc, const float* v,
+                                                          int64_t blocks, int64_t hb) {
+  const __m256i low = _mm256_set1_epi32(15);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float s[4] = {v[0] * sc[0][b], v[1] * sc[1][b], v[2] * sc[2][b], v[3] * sc[3][b]};
+    const __m256 zero_point = _mm256_set1_ps(-8.0f * ((s[0] + s[1]) + (s[2] + s[3])));
+    __m256 sv[4];
+    for (int j = 0; j < 4; ++j) sv[j] = _mm256_set1_ps(s[j]);
+    for (int64_t t = b * hb; t < (b + 1) * hb; t += 8) {
+      __m256 e = zero_point, o = zero_point;
+      for (int j = 0; j < 4; ++j) {
+        int64_t bytes8;
+        std::memcpy(&bytes8, r[j] + t, sizeof bytes8);
+        const __m256i x = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(bytes8));
+        e = _mm256_fmadd_ps(sv[j], _mm256_cvtepi32_ps(_mm256_and_si256(x, low)), e);
+        o = _mm256_fmadd_ps(sv[j], _mm256_cvtepi32_ps(_mm256_srli_epi32(x, 4)), o);
+      }
+      _mm256_storeu_ps(ev + t, _mm256_add_ps(_mm256_loadu_ps(ev + t), e));
+      _mm256_storeu_ps(od + t, _mm256_add_ps(_mm256_loadu_ps(od + t), o));
+    }
+  }
+}
+
+bool cpu_has_avx2_fma() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+#endif
+
 // Columns [n0, n0 + w), n0 even.
 SMM_CLONES void axpy_rows_i4(float* ev, float* od, const uint8_t* W, int64_t ldw, const float* scale, int64_t nb_row, int64_t bs,
                              const int32_t* idx, const float* val, int64_t count, int64_t n0, int64_t w) {
@@ -221,6 +259,10 @@ SMM_CLONES void axpy_rows_i4(float* ev, float* od, const uint8_t* W, int64_t ldw
         r[j] = W + idx[i + j] * ldw + b0;
         sc[j] = scale + idx[i + j] * nb_row + b0 / hb;
       }
+#ifdef SMM_HAVE_AVX2_INT4
+      if (cpu_has_avx2_fma()) i4_blocks4_avx2(ev, od, r, sc, val + i, blocks, hb);
+      else
+#endif
       if (hb == 16) i4_blocks4<16>(ev, od, r, sc, val + i, blocks);
       else i4_blocks4<32>(ev, od, r, sc, val + i, blocks);
       for (int j = 0; j < 4; ++j) i4_generic(ev, od, r[j], scale + idx[i + j] * nb_row, val[i + j], b0, tail, bytes, hb);
