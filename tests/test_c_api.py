@@ -1392,3 +1392,15 @@ def test_tensorrt_backend_compiles_against_tensorrt_headers() -> None:
     proc = subprocess.run([str(REPO / "runtime" / "src" / "tensorrt" / "check.sh"), include, cuda], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "exports ae_tensorrt_backend only" in proc.stdout
+
+
+def test_a_listed_sparse_terabyte_is_refused_before_allocation(build: Path, package: Path, tmp_path: Path) -> None:
+    """Every listed file is read into memory once; one that claims (and, sparse, has) 1 TiB is refused up
+    front in one line with exit 2, not attempted and failed with 'out of memory'."""
+    pkg = copy_package(package, tmp_path / "huge.aepkg")
+    os.truncate(pkg / "model.onnx", 2**40)
+    m = json.loads((pkg / "manifest.json").read_text())
+    m["files"]["model.onnx"]["bytes"] = 2**40
+    (pkg / "manifest.json").write_text(json.dumps(m))
+    msg = one_line_error(run_sample(build, str(pkg), PROMPT))
+    assert "1099511627776 bytes, more than this machine's memory" in msg

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -78,6 +79,16 @@ AeEngine::AeEngine(const AeEngineParams& params) : device(params.device) {
 
   // Every listed file is read once, size-checked before allocation, hashed, and the bytes that were
   // hashed are the bytes the session is built from: nothing is reopened later.
+  // Everything listed is read into memory: a package that claims more than this machine has (a
+  // sparse 1 TiB file, say) is refused before anything is allocated.
+  uint64_t listed = 0;
+  for (const auto& [name, entry] : manifest.files) listed += entry.bytes;
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  const uint64_t memory = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : UINT64_MAX;
+  if (listed > memory) {
+    throw Error(AE_ERR_UNSUPPORTED, manifest.path("manifest.json") + ": the package's files hold " + std::to_string(listed) +
+                                        " bytes, more than this machine's memory (" + std::to_string(memory) + " bytes); it cannot be loaded here");
+  }
   std::vector<uint8_t> model, external;
   for (const auto& [name, entry] : manifest.files) {
     std::vector<uint8_t> bytes = dir.read(name, int64_t(entry.bytes), 0);
