@@ -173,3 +173,19 @@ def test_cli_bad_input(tiny_package: Path, args: list[str], message: str) -> Non
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_random_model_fires_at_the_samples_rates() -> None:
+    """Calibration: each layer and site of a random model reaches the rate of the sample's layer at the same depth."""
+    from astroedge.bench.calibrate import calibrated_model, model_rates, sample_rates
+    from astroedge.config import preset
+
+    tokens = 256
+    model, report = calibrated_model(preset("tiny"), tokens=tokens)
+    targets, reached = np.array(report["targets"]), np.array(report["reached"])
+    sample = sample_rates(tokens)
+    assert targets.shape == (2, 2) and np.allclose(targets, sample[[0, 2]], atol=1e-4)  # layers 0, 1 of 2 <- 0, 2 of 4
+    assert np.abs(reached - targets).max() < 0.01
+    assert model.cfg.threshold == 1.0  # the membrane alone never fires; the scaled read-out decides
+    other = model_rates(model, np.arange(tokens) % 256)  # other text: calibrated, not fitted to one text
+    assert np.abs(other - targets).max() < 0.15
