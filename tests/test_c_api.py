@@ -1404,3 +1404,18 @@ def test_a_listed_sparse_terabyte_is_refused_before_allocation(build: Path, pack
     (pkg / "manifest.json").write_text(json.dumps(m))
     msg = one_line_error(run_sample(build, str(pkg), PROMPT))
     assert "1099511627776 bytes, more than this machine's memory" in msg
+
+
+def test_a_graph_that_loads_but_cannot_run_is_refused_with_exit_2(build: Path, package: Path, tmp_path: Path) -> None:
+    """A hostile node attribute (Gather axis -2^63) passes every load-time check and fails inside
+    onnxruntime's run: the package's fault, so AE_ERR_FORMAT, one shortened line, exit 2 (not 1)."""
+    import onnx
+
+    pkg = copy_package(package, tmp_path / "axis.aepkg")
+    model = onnx.load(str(pkg / "model.onnx"))
+    gather = next(n for n in model.graph.node if n.op_type == "Gather")
+    next(a for a in gather.attribute if a.name == "axis").i = -(2**63)
+    onnx.save(model, str(pkg / "model.onnx"))
+    rewrite_manifest(pkg, lambda m: None)
+    msg = one_line_error(run_sample(build, str(pkg), PROMPT, "4"))
+    assert "model.onnx: the graph failed to run" in msg and "onnxruntime:" in msg and len(msg) < 600

@@ -77,7 +77,8 @@ typedef enum AeStatus {
   AE_OK = 0,
   AE_ERR_INVALID_ARGUMENT = 1, /* NULL handle, token out of range, bad parameter value */
   AE_ERR_IO = 2,               /* a file is missing, unreadable, unwritable or not a regular file */
-  AE_ERR_FORMAT = 3,           /* manifest.json / graph / state file malformed or inconsistent */
+  AE_ERR_FORMAT = 3,           /* manifest.json / state file malformed or inconsistent; a graph that
+                                  onnxruntime can't load or run */
   AE_ERR_CHECKSUM = 4,         /* a package file's size or sha256 differs from its manifest entry */
   AE_ERR_VERSION = 5,          /* package or state file newer than this runtime; ORT API too old */
   AE_ERR_MISMATCH = 6,         /* a state file saved for another package; streams of another engine */
@@ -85,7 +86,8 @@ typedef enum AeStatus {
   AE_ERR_BUFFER_TOO_SMALL = 8, /* output buffer too small; the needed size is returned */
   AE_ERR_NO_LOGITS = 9,        /* generate/sample before the stream consumed any token */
   AE_ERR_POSITION = 10,        /* the stream would pass the package's max_position; reset it */
-  AE_ERR_RUNTIME = 11,         /* ONNX Runtime / TensorRT failed (first line of its message in ae_last_error) */
+  AE_ERR_RUNTIME = 11,         /* the machine failed: ONNX Runtime's environment, CUDA, TensorRT (first line of
+                                  its message in ae_last_error) */
   AE_ERR_OUT_OF_MEMORY = 12,
   AE_ERR_NON_FINITE = 13       /* NaN or Inf in state or logits (given, loaded or computed) */
 } AeStatus;

@@ -393,8 +393,11 @@ void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t*
     bind(true, s.input, tensor(state_memory, past + offset, bytes, shape, f32));
     bind(false, s.output, tensor(state_memory, present + offset, bytes, shape, f32));
   }
-  check(api_, api_->RunWithBinding(session_, nullptr, call.binding), "running " + manifest.path(manifest.onnx_file));
-  check(api_, api_->SynchronizeBoundOutputs(call.binding), "running " + manifest.path(manifest.onnx_file));
+  // The inputs are ours and checked, so a failing run means a graph that loads but can't compute (a
+  // hostile node attribute, say): the package's fault, reported as such, not the machine's.
+  const std::string failed = manifest.path(manifest.onnx_file) + ": the graph failed to run (the package is damaged or was edited; re-export it)";
+  check(api_, api_->RunWithBinding(session_, nullptr, call.binding), failed, AE_ERR_FORMAT);
+  check(api_, api_->SynchronizeBoundOutputs(call.binding), failed, AE_ERR_FORMAT);
   check_logits(logits, batch * n);
   // On the GPU the state is not copied back to be checked: a non-finite state shows in the next logits.
   size_t floats = gpu_memory_ ? 0 : batch * state_floats;

@@ -7,8 +7,8 @@
  * Defaults are the library's (AE_DEFAULT_*: 200 tokens, temperature 0.8, top_k 0, top_p 1, seed 0).
  * stdout: the generated text (or, with --ids, the generated token ids), then a newline.
  * stderr: one line of statistics (prefill and decode tokens/s), or one "error: ..." line.
- * Exit status: 0 on success, 2 on every refusal (usage, package, library, state file, device),
- * 1 only for failures of the machine (onnxruntime failing at run time, out of memory).
+ * Exit status: 0 on success, 2 on every refusal (usage, package, graph, library, state file, device),
+ * 1 only for failures of the machine (AE_ERR_RUNTIME: CUDA/TensorRT failing; out of memory).
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <errno.h>
