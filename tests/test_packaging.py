@@ -51,6 +51,22 @@ def test_host_command_help_still_works_without_host_extra() -> None:
     assert "checkpoint" in r.stdout
 
 
+def test_setup_step_prints_one_line_and_keeps_the_full_log(tmp_path: Path) -> None:
+    """make's set-up steps (scripts/step.sh): one line on success; on failure the log's tail and its path."""
+    step = str(ROOT / "scripts" / "step.sh")
+    noisy = "for i in $(seq 300); do echo line $i; done; echo warning >&2"
+    r = subprocess.run([step, "noisy step", "h6-test-noisy", "bash", "-c", noisy], capture_output=True, text=True)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 1 and "noisy step ..." in r.stdout and "done" in r.stdout
+    log = ROOT / "build" / "logs" / "h6-test-noisy.log"
+    assert log.read_text().count("line ") == 300 and "warning" in log.read_text()
+    failing = "echo why it failed; exit 3"
+    r = subprocess.run([step, "failing step", "h6-test-failing", "bash", "-c", failing], capture_output=True, text=True)
+    assert r.returncode == 3 and "FAILED (exit 3)" in r.stdout and "why it failed" in r.stdout
+    assert "build/logs/h6-test-failing.log" in r.stdout
+    log.unlink()
+    (ROOT / "build" / "logs" / "h6-test-failing.log").unlink()
+
+
 def _native(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, **env}
     cmd = [sys.executable, "-c", "import astroedge\n" + code]
