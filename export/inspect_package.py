@@ -20,7 +20,7 @@ from astroedge.manifest import open_package
 
 
 def _graph_summary(onnx_bytes: bytes, source: Path) -> dict[str, Any]:
-    """Op histogram, custom nodes and attached functions of the graph (external weights are not loaded)."""
+    """Op histogram, custom nodes and attached functions of the graph, after onnx's checker accepted it."""
     try:
         import onnx
     except ImportError:
@@ -30,6 +30,11 @@ def _graph_summary(onnx_bytes: bytes, source: Path) -> dict[str, Any]:
     except Exception as exc:  # protobuf's DecodeError and friends: the checked walk passed, protobuf did not
         why = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{source}: not a valid ONNX model ({why}); re-export the package") from None
+    try:  # by path: the checker finds the (just verified) external data beside the graph
+        onnx.checker.check_model(str(source))
+    except Exception as exc:  # ValidationError and friends: a graph onnxruntime would refuse too
+        why = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{source}: not a valid ONNX graph (onnx checker: {why}); re-export the package") from None
     c = amsu_contract()
     histogram = Counter(f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type for n in proto.graph.node)
     custom = [
