@@ -205,3 +205,56 @@ def test_bad_inputs_give_clear_errors_not_crashes() -> None:
     assert errors["spikes_rank"] != "no error"
     for name, message in errors.items():
         assert "SpikeMatMul node 'smm0'" in message or name == "spikes_rank", (name, message)
+
+
+@needs_library
+@pytest.mark.parametrize("act", ["float32", "float16"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_fallback_function_equals_kernel(fmt: str, act: str) -> None:
+    """The ONNX fallback function (export/fallback.py, what stock runtimes run) and the kernel compute the same y.
+
+    One model with the exporter's function attached: without the library onnxruntime inlines the function,
+    with it the library's kernel runs; both must stay within float32 rounding of the float64 reference.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from astroedge.export.fallback import spikematmul_function
+
+    c = spikematmul_contract()
+    rng = np.random.default_rng(23)
+    k, n, bs = 161, 67, 16
+    case = make_case(rng, 3, 5, k, n, 0.3, fmt, act=act, bs=bs)
+    case["bias"] = np.zeros(n, np.float32)  # the exporter writes no bias; the fallback takes none
+    weights = {"weight": case["weight"]} | ({"scale": case["scale"]} if case["scale"] is not None else {})
+    model = onnx.load_from_string(single_node_model(act, fmt, k, n, bs, weights=weights))
+    model.opset_import[0].version = 18
+    model.functions.append(spikematmul_function(18, fmt))
+    data = model.SerializeToString()
+    feeds = {c.input_names[0]: case["spikes"]}
+
+    fallback = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    kernel = run_session(data, feeds)
+    for y in (fallback, kernel):
+        assert y.dtype == np.dtype(act)
+        check_close(y, case)
+
+
+@needs_library
+def test_registered_kernel_takes_precedence_over_the_function() -> None:
+    """With the library registered, onnxruntime runs the kernel, not the model's function: a model whose
+    attached function is deliberately the wrong format's (it cannot even type-check) still runs, correctly."""
+    import onnx
+    import onnxruntime as ort
+
+    from astroedge.export.fallback import spikematmul_function
+
+    w = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
+    model = onnx.load_from_string(single_node_model("float32", "float32", 16, 8, weights={"weight": w}))
+    model.opset_import[0].version = 18
+    model.functions.append(spikematmul_function(18, "int4"))
+    data = model.SerializeToString()
+    s = np.ones((1, 2, 16), np.float32)
+    np.testing.assert_allclose(run_session(data, {"spikes": s}), s @ w, rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception, match="INVALID_GRAPH"):
+        ort.InferenceSession(data, providers=["CPUExecutionProvider"])
