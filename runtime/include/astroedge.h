@@ -233,7 +233,8 @@ AE_API AeStatus ae_stream_logits(const AeStream* stream, float* logits);
  * [n, ...] tensors and unstacked after, as sherpa-onnx's DecodeMultipleStreams). The streams must
  * be distinct and of one engine; each may be at its own position. If `logits` is not NULL it
  * receives n * vocab_size floats (row i for stream i). All or nothing: on failure no stream
- * changes. Results equal n ae_stream_step calls (bit for bit on the CPU device: tested). */
+ * changes. Results equal n ae_stream_step calls (bit for bit on the CPU device: tested). No other
+ * thread may use any of the n streams during the call; n = 0 is a no-op (streams may be NULL). */
 AE_API AeStatus ae_decode_batch(AeStream* const* streams, const int32_t* tokens, size_t n, float* logits);
 
 /* ---------------------------------------------------------------------------------------------
