@@ -479,15 +479,36 @@ def check_package(
 
     long > 0 adds the teacher-forced long-stream run over that many tokens of `text`.
     """
-    from astroedge import checkpoint as ckpt
-    from astroedge.runtime.ort_session import create_session, library_path
-    from astroedge.runtime.package import load_package
-
     if tokens < 1:
         raise UserError(f"--tokens {tokens}: must be at least 1")
     if long < 0:
         raise UserError(f"--long {long}: must be a positive number of tokens")
     tol = tolerances or Tolerances()
+    with _one_thread():
+        return _check(checkpoint, package, tokens, tol, seed, long, text)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """PyTorch on one thread while checking: every call is a few tokens, where a second thread only adds
+    synchronisation (measured: a float64 [2, 7, 256] x [256, 1024] product took 5 ms on one thread and
+    65 ms on two on a loaded 2-core machine). onnxruntime's sessions get one thread too (_check)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _check(checkpoint: str | Path, package: str | Path, tokens: int, tol: Tolerances, seed: int, long: int,
+           text: str | Path | None) -> dict[str, Any]:
+    from astroedge import checkpoint as ckpt
+    from astroedge.runtime.ort_session import create_session, library_path
+    from astroedge.runtime.package import load_package
+
     pkg = load_package(package, verify=True)
     model = ckpt.load(checkpoint).model.eval().float()
     if model.cfg != pkg.config:
@@ -512,9 +533,9 @@ def check_package(
         "greedy": {"reference": [int(t) for t in scenarios["zero"][0][0]]},
     }
     with _probe_model(pkg) as probe:
-        sessions = {"fallback": create_session(probe, use_library=False)}
+        sessions = {"fallback": create_session(probe, use_library=False, threads=1)}
         if library_path("cpu") is not None:
-            sessions["library"] = create_session(probe, use_library=True)
+            sessions["library"] = create_session(probe, use_library=True, threads=1)
         else:
             report["kernels"]["library"] = {"available": False, "reason": "libastroedge_ort.so not built (make plugins)"}
         impls: dict[str, Impl] = {}
