@@ -10,11 +10,12 @@
 #include <random>
 #include <vector>
 
+#include "spikematmul_half.h"
 #include "spikematmul_kernels.h"
 
 namespace {
 
-using half = _Float16;
+using astroedge_smm::half;
 
 struct Case {
   int64_t B, T, K, N, bs;
@@ -53,7 +54,7 @@ bool run_case(const Case& c, std::mt19937& rng) {
       break;
     case SMM_WEIGHT_FLOAT16:
       wh.resize(c.K * c.N);
-      for (int64_t i = 0; i < c.K * c.N; ++i) W[i] = static_cast<double>(wh[i] = static_cast<half>(uni(rng)));
+      for (int64_t i = 0; i < c.K * c.N; ++i) W[i] = static_cast<double>(static_cast<float>(wh[i] = static_cast<half>(uni(rng))));
       break;
     case SMM_WEIGHT_INT8:
       w8.resize(c.K * c.N);
@@ -125,7 +126,7 @@ bool run_case(const Case& c, std::mt19937& rng) {
           mag += std::fabs(sv * W[k * c.N + n]);
         }
       }
-      const double got = c.act == SMM_ACT_FLOAT32 ? y32[m * c.N + n] : static_cast<double>(y16[m * c.N + n]);
+      const double got = c.act == SMM_ACT_FLOAT32 ? y32[m * c.N + n] : static_cast<double>(static_cast<float>(y16[m * c.N + n]));
       // Any summation order of K + 1 float32 terms stays within (K + 2) u sum|terms| (u = 2^-24); fp16 output adds
       // one rounding to half (2^-11 relative).
       const double fp32_bound = (static_cast<double>(c.K) + 2.0) * std::ldexp(1.0, -24) * mag;

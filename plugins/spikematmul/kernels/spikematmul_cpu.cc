@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "spikematmul_half.h"
 #include "spikematmul_kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -36,7 +37,7 @@ namespace {
 #define SMM_CLONES
 #endif
 
-using half = _Float16;
+using astroedge_smm::half;
 
 constexpr int64_t kChunk = 512;       // accumulator columns (2 KiB of float: stays in L1), one row (decode)
 constexpr int64_t kChunkRows = 128;   // with many rows: a K x 128 weight panel (1.5 MiB at K = 3072) is re-read from L2
