@@ -80,7 +80,9 @@ nvinfer1::IPluginCapability* SpikeMatMulPlugin::getCapabilityInterface(nvinfer1:
 
 nvinfer1::IPluginV3* SpikeMatMulPlugin::clone() noexcept {
   try {
-    return new SpikeMatMulPlugin(params_);
+    auto* copy = new SpikeMatMulPlugin(params_);
+    copy->nb_inputs_ = nb_inputs_;  // known once shapes were seen; onShapeChange sets it again anyway
+    return copy;
   } catch (std::exception const& e) {
     log(ILogger::Severity::kERROR, prefix() + "clone failed: " + e.what());
     return nullptr;
@@ -218,7 +220,7 @@ int32_t SpikeMatMulPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTens
   int32_t const nb_inputs = nb_inputs_;
   const int format = format_of(inputDesc[SPIKEMATMUL_INPUT_WEIGHT].type);
   int32_t scale = -1, bias = -1;
-  if (format < 0 || !optional_roles(format, nb_inputs, &scale, &bias)) {
+  if (nb_inputs < kMinInputs || format < 0 || !optional_roles(format, nb_inputs, &scale, &bias)) {
     log(ILogger::Severity::kERROR, prefix() + "enqueue: inputs do not match the weight format");
     return -1;
   }
