@@ -136,6 +136,32 @@ def _ids(cmd: list[str], **kw: object) -> tuple[list[int], str]:
     return [int(t) for t in r.stdout.split()], r.stderr
 
 
+def test_onnxruntime_root_gives_headers_and_library_without_any_download(tmp_path: Path) -> None:
+    """-DONNXRUNTIME_ROOT=<prefix> (an ORT release or a Jetson's own build): both come from there, nothing is fetched."""
+    import shutil
+
+    from astroedge import native
+
+    headers = ROOT / ".deps" / "onnxruntime" / "usr" / "include" / "onnxruntime"
+    ort = native.onnxruntime_library_path()
+    if not headers.is_dir() or ort is None:
+        pytest.skip("needs the fetched headers (make setup) and the onnxruntime package")
+    prefix = tmp_path / "ort"
+    shutil.copytree(headers, prefix / "include")
+    (prefix / "lib").mkdir()
+    shutil.copy(ort, prefix / "lib" / ort.name)
+    deps = tmp_path / "deps"  # must stay empty
+    build = tmp_path / "build"
+    args = [CMAKE, "-S", str(ROOT), "-DASTROEDGE_WITH_CUDA=OFF", f"-DASTROEDGE_DEPS_DIR={deps}"]
+    r = _run([*args, "-B", str(build), f"-DONNXRUNTIME_ROOT={prefix}"])
+    assert f"ONNX Runtime headers from ONNXRUNTIME_ROOT: {prefix}/include" in r.stdout
+    cache = (build / "CMakeCache.txt").read_text()
+    assert f"ORT_LIBRARY:FILEPATH={prefix}/lib/{ort.name}" in cache
+    assert not deps.exists()
+    bad = subprocess.run([*args, "-B", str(tmp_path / "b2"), f"-DONNXRUNTIME_ROOT={tmp_path / 'nothing'}"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "has no include/onnxruntime_lite_custom_op.h" in bad.stderr
+
+
 def test_sdk_layout_soname_and_relative_rpath(sdk: Path) -> None:
     lib = sdk / "lib"
     assert (sdk / "include" / "astroedge.h").is_file()
