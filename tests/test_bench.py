@@ -189,3 +189,15 @@ def test_random_model_fires_at_the_samples_rates() -> None:
     assert model.cfg.threshold == 1.0  # the membrane alone never fires; the scaled read-out decides
     other = model_rates(model, np.arange(tokens) % 256)  # other text: calibrated, not fitted to one text
     assert np.abs(other - targets).max() < 0.15
+
+
+def test_interleaved_ab(tiny_package: Path, tmp_path: Path) -> None:
+    """The A/B tool times both packages' steps in turns and reports the per-pair ratio (here sparse vs its dense form)."""
+    from astroedge.bench.ab import ab
+    from astroedge.quantize.package import repack_form
+
+    dense = repack_form(tiny_package, tmp_path / "dense.aepkg", "dense")
+    out = ab(dense, tiny_package, steps=6)
+    assert out["pairs"] == 4 and out["a_p50_ms"] > 0 and out["b_p50_ms"] > 0
+    lo, hi = out["a_over_b_p25_p75"]
+    assert 0 < lo <= out["a_over_b_median"] <= hi

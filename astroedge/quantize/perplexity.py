@@ -1,8 +1,8 @@
 """Held-out perplexity of a package, computed by the runtime (onnxruntime), not by torch.
 
 The quality gate must judge what will actually run on the device: the quantised graph through the
-same session code as `astroedge run`. The text is cut into a few contiguous segments that run as a
-batch, each streamed in chunks with its state carried, so it is scored as a stream reads it.
+same runtime as `astroedge run`. The text is cut into a few contiguous segments, one stream each,
+advanced together a token per graph call, so it is scored as a decoding stream reads it.
 """
 
 from __future__ import annotations
