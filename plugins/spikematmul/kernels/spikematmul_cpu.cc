@@ -87,8 +87,30 @@ Fired collect(const Call& c) {
 // ------------------------------------------------------------------------------------------------
 // Sparse path: acc[0..w) += sum of the fired rows' columns [n0, n0 + w).
 
+// dst[0..n) = float(src[0..n)). GCC 12 leaves half -> float loops scalar, so x86-64 CPUs with F16C take
+// vcvtph2ps intrinsics (run-time check); elsewhere the plain loop (aarch64: one fcvt per value).
+#ifdef SMM_HAVE_AVX2_INT4
+__attribute__((target("avx2,f16c"))) void widen_f16c(const half* src, float* dst, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+  for (; j < n; ++j) dst[j] = static_cast<float>(src[j]);
+}
+
+bool cpu_has_f16c() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  return yes;
+}
+#endif
+
+inline void widen(const half* src, float* dst, int64_t n) {
+#ifdef SMM_HAVE_AVX2_INT4
+  if (cpu_has_f16c()) return widen_f16c(src, dst, n);
+#endif
+  for (int64_t j = 0; j < n; ++j) dst[j] = static_cast<float>(src[j]);
+}
+
 // Rows of ones, 4 at a time: a tree of adds per column, one store.
-SMM_CLONES void add_rows_f32(float* acc, const float* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
+SMM_CLONES void add_rows_f32(float* __restrict acc, const float* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
   int64_t i = 0;
   for (; i + 4 <= count; i += 4) {
     const float* r0 = W + idx[i] * ldw + n0;
@@ -103,24 +125,30 @@ SMM_CLONES void add_rows_f32(float* acc, const float* W, int64_t ldw, const int3
   }
 }
 
-SMM_CLONES void add_rows_f16(float* acc, const half* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
+// Halves are widened (widen: F16C where the CPU has it) into a small L1 buffer, then added like float rows.
+SMM_CLONES void add_rows_f16(float* __restrict acc, const half* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
+  constexpr int64_t kSeg = 128;
+  float tmp[4][kSeg];
   int64_t i = 0;
   for (; i + 4 <= count; i += 4) {
-    const half* r0 = W + idx[i] * ldw + n0;
-    const half* r1 = W + idx[i + 1] * ldw + n0;
-    const half* r2 = W + idx[i + 2] * ldw + n0;
-    const half* r3 = W + idx[i + 3] * ldw + n0;
-    for (int64_t j = 0; j < w; ++j)
-      acc[j] += (static_cast<float>(r0[j]) + static_cast<float>(r1[j])) + (static_cast<float>(r2[j]) + static_cast<float>(r3[j]));
+    for (int64_t j0 = 0; j0 < w; j0 += kSeg) {
+      const int64_t len = std::min(kSeg, w - j0);
+      for (int r = 0; r < 4; ++r) widen(W + idx[i + r] * ldw + n0 + j0, tmp[r], len);
+      float* a = acc + j0;
+      for (int64_t j = 0; j < len; ++j) a[j] += (tmp[0][j] + tmp[1][j]) + (tmp[2][j] + tmp[3][j]);
+    }
   }
   for (; i < count; ++i) {
-    const half* r = W + idx[i] * ldw + n0;
-    for (int64_t j = 0; j < w; ++j) acc[j] += static_cast<float>(r[j]);
+    for (int64_t j0 = 0; j0 < w; j0 += kSeg) {
+      const int64_t len = std::min(kSeg, w - j0);
+      widen(W + idx[i] * ldw + n0 + j0, tmp[0], len);
+      for (int64_t j = 0; j < len; ++j) acc[j0 + j] += tmp[0][j];
+    }
   }
 }
 
 // int8 rows of ones: exact int32 sums (4 int8 fit in int16 before widening).
-SMM_CLONES void add_rows_i8(int32_t* acc, const int8_t* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
+SMM_CLONES void add_rows_i8(int32_t* __restrict acc, const int8_t* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
   int64_t i = 0;
   for (; i + 4 <= count; i += 4) {
     const int8_t* r0 = W + idx[i] * ldw + n0;
@@ -136,7 +164,7 @@ SMM_CLONES void add_rows_i8(int32_t* acc, const int8_t* W, int64_t ldw, const in
 }
 
 // General values (any non-zero spike): acc += v * row, for float and int8 (scale applied by the caller).
-SMM_CLONES void axpy_rows_f32(float* acc, const float* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
+SMM_CLONES void axpy_rows_f32(float* __restrict acc, const float* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
                               int64_t w) {
   for (int64_t i = 0; i < count; ++i) {
     const float* r = W + idx[i] * ldw + n0;
@@ -145,7 +173,7 @@ SMM_CLONES void axpy_rows_f32(float* acc, const float* W, int64_t ldw, const int
   }
 }
 
-SMM_CLONES void axpy_rows_f16(float* acc, const half* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
+SMM_CLONES void axpy_rows_f16(float* __restrict acc, const half* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
                               int64_t w) {
   for (int64_t i = 0; i < count; ++i) {
     const half* r = W + idx[i] * ldw + n0;
@@ -154,7 +182,7 @@ SMM_CLONES void axpy_rows_f16(float* acc, const half* W, int64_t ldw, const int3
   }
 }
 
-SMM_CLONES void axpy_rows_i8(float* acc, const int8_t* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
+SMM_CLONES void axpy_rows_i8(float* __restrict acc, const int8_t* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
                              int64_t w) {
   for (int64_t i = 0; i < count; ++i) {
     const int8_t* r = W + idx[i] * ldw + n0;
@@ -312,11 +340,7 @@ SMM_CLONES void dequantize_strip(const Call& c, int64_t n0, int64_t w, float* ou
     float* o = out + k * w;
     switch (c.format) {
       case SMM_WEIGHT_FLOAT32: std::memcpy(o, static_cast<const float*>(c.buf.weight) + k * c.N + n0, w * sizeof(float)); break;
-      case SMM_WEIGHT_FLOAT16: {
-        const half* r = static_cast<const half*>(c.buf.weight) + k * c.N + n0;
-        for (int64_t j = 0; j < w; ++j) o[j] = static_cast<float>(r[j]);
-        break;
-      }
+      case SMM_WEIGHT_FLOAT16: widen(static_cast<const half*>(c.buf.weight) + k * c.N + n0, o, w); break;
       case SMM_WEIGHT_INT8: {
         const int8_t* r = static_cast<const int8_t*>(c.buf.weight) + k * c.N + n0;
         for (int64_t j = 0; j < w; ++j) o[j] = static_cast<float>(r[j]) * c.buf.scale[n0 + j];
