@@ -505,10 +505,7 @@ def test_a_sparse_terabyte_is_refused_at_once(name: str, bases: dict[str, Path],
     assert "\n" not in str(info.value)
     if C_APP.is_file():
         rc, err = run_cmd(_c_app_args(pkg, []))
-        outcome = classify(rc, err, "accepted_tampered")
-        if outcome == "bad_exit" and "out of memory" in err:  # the known C failure, reported (docs/security.md, Findings)
-            pytest.xfail("libastroedge allocates a listed 1 TiB file and exits 1 'out of memory' instead of refusing it first (C core)")
-        assert outcome == "refused", f"C app: exit {rc}: {err.strip()[:300]}"
+        assert classify(rc, err, "accepted_tampered") == "refused", f"C app: exit {rc}: {err.strip()[:300]}"
 
 
 def test_checkpoint_refusals_are_one_short_line(tiny_checkpoint: Path, tmp_path: Path) -> None:
