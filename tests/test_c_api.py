@@ -1,4 +1,4 @@
-"""The C API v2 (runtime/include/astroedge.h) and the C samples (samples/c_app/ae_generate.c, ae_batch.c).
+"""The C API v3 (runtime/include/astroedge.h) and the C samples (samples/c_app/ae_generate.c, ae_batch.c).
 
 The samples run as subprocesses on the tiny random-weight package; the API is driven in-process via
 ctypes. Logits and greedy tokens are checked against the PyTorch reference (step form) from non-zero
@@ -368,6 +368,12 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "ae_sampler_create": (c_int, [P, ctypes.POINTER(P)]),
     "ae_sampler_destroy": (None, [P]),
     "ae_stream_sample": (c_int, [P, P, I32P]),
+    "ae_sampler_pick": (c_int, [P, F32P, c_sz, ctypes.POINTER(ctypes.c_uint8), I32P]),
+    "ae_generator_create": (c_int, [P, P, I32P, c_sz, ctypes.POINTER(P)]),
+    "ae_generator_destroy": (None, [P]),
+    "ae_generator_next": (c_int, [P, I32P, ctypes.POINTER(ctypes.c_void_p), SZP, I32P]),
+    "ae_generator_set_piece": (c_int, [P, c_str, c_sz]),
+    "ae_generator_stop_index": (c_i32, [P]),
     "ae_generate": (c_int, [P, I32P, c_sz, P, CALLBACK, P, SZP, I32P]),
 }
 
@@ -396,7 +402,7 @@ def test_every_header_function_is_exported_and_bound_here(lib: ctypes.CDLL) -> N
     ).stdout
     names = {line.split()[-1] for line in exported.splitlines() if " T " in line}
     assert names == declared  # nothing else leaks out of the library
-    assert lib.ae_api_version() == 2
+    assert lib.ae_api_version() == 3
     soname = subprocess.run(["objdump", "-p", str(BUILD / "libastroedge.so.1")], capture_output=True, text=True, check=True).stdout
     assert "SONAME               libastroedge.so.1" in soname
 
@@ -476,6 +482,33 @@ class Api:
             self.lib.ae_generate_params_destroy(params)
         assert n.value == len(got)
         return [t for t, _ in got], [p for _, p in got], stop.value
+
+    def pull(
+        self, stream: P, prompt: list[int], stops: tuple[bytes, ...] = (), text_of: object = None, **fields: object
+    ) -> tuple[list[int], list[bytes | None], int]:
+        """The pull loop over ae_generator_next; `text_of(token)` pushes each token's text ("hf" packages)."""
+        params, gen = self.gen_params(stops, **fields), P()
+        got: list[tuple[int, bytes | None]] = []
+        try:
+            ids = (ctypes.c_int32 * max(1, len(prompt)))(*prompt)
+            self.ok(self.lib.ae_generator_create(stream, params, ids, len(prompt), ctypes.byref(gen)))
+            token, done, piece, size = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_void_p(), ctypes.c_size_t()
+            while True:
+                self.ok(self.lib.ae_generator_next(gen, ctypes.byref(token), ctypes.byref(piece), ctypes.byref(size), ctypes.byref(done)))
+                if done.value:
+                    assert token.value == -1 and piece.value is None and size.value == 0
+                    break
+                got.append((token.value, None if piece.value is None else ctypes.string_at(piece.value, size.value)))
+                if text_of is not None:
+                    text = text_of(token.value)  # type: ignore[operator]
+                    self.ok(self.lib.ae_generator_set_piece(gen, text, len(text)))
+            stop = self.lib.ae_generator_stop_index(gen)
+            self.ok(self.lib.ae_generator_next(gen, ctypes.byref(token), None, None, ctypes.byref(done)))
+            assert done.value == 1  # done stays done
+        finally:
+            self.lib.ae_generator_destroy(gen)
+            self.lib.ae_generate_params_destroy(params)
+        return [t for t, _ in got], [p for _, p in got], stop
 
 
 @pytest.fixture(scope="module")
@@ -709,6 +742,104 @@ def test_sampler_drives_generation_token_by_token_exactly_as_generate(api: Api, 
         assert got == expected
     finally:
         lib.ae_sampler_destroy(sampler)
+        lib.ae_generate_params_destroy(params)
+        lib.ae_stream_destroy(stream)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"temperature": 0.0}, {"temperature": 1.2, "top_k": 60, "top_p": 0.95, "repetition_penalty": 1.3, "seed": 5}],
+)
+def test_generator_pulls_exactly_what_generate_pushes(api: Api, engine: P, settings: dict[str, object]) -> None:
+    """ae_generate is a loop over AeGenerator: same tokens, pieces, stop index; the pull form stops at the same token."""
+    lib, prompt = api.lib, list(PROMPT.encode())
+    stream = api.stream(engine)
+    try:
+        ids, pieces, stop = api.generate(stream, prompt, max_tokens=90, **settings)
+        api.ok(lib.ae_stream_reset(stream))
+        assert api.pull(stream, prompt, max_tokens=90, **settings) == (ids, pieces, stop) and stop == -1
+        assert lib.ae_stream_position(stream) == len(prompt) + 90
+        stops = (b"@@none@@", b"".join(pieces[:40])[-3:])  # the first occurrence of these three bytes ends both loops
+        api.ok(lib.ae_stream_reset(stream))
+        ids, pieces, stop = api.generate(stream, prompt, max_tokens=90, stops=stops, **settings)
+        api.ok(lib.ae_stream_reset(stream))
+        assert api.pull(stream, prompt, stops=stops, max_tokens=90, **settings) == (ids, pieces, stop)
+        assert stop == 1 and b"".join(pieces) == until_stop(pieces, [stops[1]]) and len(ids) <= 40
+        assert lib.ae_stream_position(stream) == len(prompt) + len(ids)
+        assert api.pull(stream, [], max_tokens=0) == ([], [], -1)  # max_tokens 0: done at once, nothing fed
+        assert lib.ae_stream_position(stream) == len(prompt) + len(ids)
+    finally:
+        lib.ae_stream_destroy(stream)
+
+
+def test_generator_refusals_change_nothing(api: Api, engine: P) -> None:
+    lib, prompt = api.lib, list(PROMPT.encode())
+    stream, gen, token, done = api.stream(engine), P(99), ctypes.c_int32(), ctypes.c_int32()
+    try:
+        assert lib.ae_generator_create(stream, None, None, 0, ctypes.byref(gen)) == AE_ERR_NO_LOGITS and gen.value is None
+        assert b"prompt" in lib.ae_last_error()
+        bad = (ctypes.c_int32 * 2)(65, 256)
+        assert lib.ae_generator_create(stream, None, bad, 2, ctypes.byref(gen)) == AE_ERR_INVALID_ARGUMENT
+        assert lib.ae_stream_position(stream) == 0
+        assert lib.ae_generator_create(None, None, None, 0, ctypes.byref(gen)) == AE_ERR_INVALID_ARGUMENT
+        ids = (ctypes.c_int32 * len(prompt))(*prompt)
+        api.ok(lib.ae_generator_create(stream, None, ids, len(prompt), ctypes.byref(gen)))
+        assert lib.ae_generator_next(gen, None, None, None, ctypes.byref(done)) == AE_ERR_INVALID_ARGUMENT
+        assert lib.ae_generator_next(None, ctypes.byref(token), None, None, ctypes.byref(done)) == AE_ERR_INVALID_ARGUMENT
+        assert lib.ae_generator_set_piece(gen, b"x", 1) == AE_ERR_INVALID_ARGUMENT and b"byte-level" in lib.ae_last_error()
+        assert lib.ae_generator_stop_index(None) == -1
+        # a token the stream refuses (past max_position) is not consumed and does not move the RNG
+        state = np.zeros(lib.ae_stream_state_size(stream) // 4, dtype=np.float32)
+        api.ok(lib.ae_stream_get_state(stream, state.ctypes.data_as(F32P), state.nbytes))
+        logits = (ctypes.c_float * 256)(*api.logits(stream))
+        end = lib.ae_engine_max_position(engine)
+        api.ok(lib.ae_stream_set_state(stream, state.ctypes.data_as(F32P), state.nbytes, end, logits))
+        assert lib.ae_generator_next(gen, ctypes.byref(token), None, None, ctypes.byref(done)) == AE_ERR_POSITION
+        assert lib.ae_stream_position(stream) == end
+        api.ok(lib.ae_stream_set_state(stream, state.ctypes.data_as(F32P), state.nbytes, len(prompt), logits))
+        api.ok(lib.ae_generator_next(gen, ctypes.byref(token), None, None, ctypes.byref(done)))
+        first = token.value
+        lib.ae_generator_destroy(gen)
+        gen = P()
+        api.ok(lib.ae_stream_reset(stream))
+        assert api.pull(stream, prompt, max_tokens=1)[0] == [first]  # the RNG was where a fresh generator's is
+    finally:
+        lib.ae_generator_destroy(gen)
+        lib.ae_generator_destroy(None)
+        lib.ae_stream_destroy(stream)
+
+
+@pytest.mark.parametrize(
+    "settings", [{"temperature": 0.0, "repetition_penalty": 1.5}, {"temperature": 1.1, "top_k": 20, "top_p": 0.9, "seed": 8}]
+)
+def test_sampler_pick_on_caller_logits_equals_stream_sample(api: Api, engine: P, settings: dict[str, object]) -> None:
+    """ae_sampler_pick (logits held by the caller, e.g. PyTorch) picks what ae_stream_sample picks from the stream's."""
+    lib, prompt = api.lib, list(PROMPT.encode())
+    stream, params = api.stream(engine), api.gen_params(**settings)
+    a, b, token = P(), P(), ctypes.c_int32()
+    try:
+        logits = api.feed(stream, prompt).astype(np.float32)
+        seen = np.zeros(256, dtype=np.uint8)
+        seen[prompt] = 1
+        api.ok(lib.ae_sampler_create(params, ctypes.byref(a)))
+        api.ok(lib.ae_sampler_create(params, ctypes.byref(b)))
+        want, got = [], []
+        for _ in range(50):
+            api.ok(lib.ae_stream_sample(stream, a, ctypes.byref(token)))
+            want.append(token.value)
+            seen_p = seen.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+            api.ok(lib.ae_sampler_pick(b, logits.ctypes.data_as(F32P), 256, seen_p, ctypes.byref(token)))
+            got.append(token.value)
+        assert got == want
+        api.ok(lib.ae_sampler_pick(b, logits.ctypes.data_as(F32P), 256, None, ctypes.byref(token)))  # NULL seen: no history
+        bad = logits.copy()
+        bad[3] = np.nan
+        assert lib.ae_sampler_pick(b, bad.ctypes.data_as(F32P), 256, None, ctypes.byref(token)) == AE_ERR_NON_FINITE
+        assert lib.ae_sampler_pick(b, logits.ctypes.data_as(F32P), 0, None, ctypes.byref(token)) == AE_ERR_INVALID_ARGUMENT
+        assert lib.ae_sampler_pick(None, logits.ctypes.data_as(F32P), 256, None, ctypes.byref(token)) == AE_ERR_INVALID_ARGUMENT
+    finally:
+        lib.ae_sampler_destroy(a)
+        lib.ae_sampler_destroy(b)
         lib.ae_generate_params_destroy(params)
         lib.ae_stream_destroy(stream)
 
@@ -1125,6 +1256,20 @@ def test_hf_tokenizer_bytes_are_listed_verified_and_handed_over(api: Api, packag
         api.lib.ae_generate_params_destroy(params)
         ids, pieces, _ = api.generate(s, [], max_tokens=3)  # token-level: no pieces
         assert len(ids) == 3 and pieces == [b"", b"", b""]
+        # the generator matches stop strings on the text the binding pushes back for each token
+        api.ok(api.lib.ae_stream_reset(s))
+        ids, none, stop = api.pull(s, [1, 2], max_tokens=40, temperature=1.0, seed=3)
+        assert none == [None] * 40 and stop == -1
+        text_of = lambda t: b"<%d>" % t  # noqa: E731 - a stand-in tokenizer: token 17 reads "<17>"
+        stops = (b"@@", b"".join(text_of(t) for t in ids[:25])[-5:])
+        api.ok(api.lib.ae_stream_reset(s))
+        got, _, stop = api.pull(s, [1, 2], stops=stops, text_of=text_of, max_tokens=40, temperature=1.0, seed=3)
+        want = until_stop([text_of(t) for t in ids], [stops[1]])
+        assert stop == 1 and b"".join(text_of(t) for t in got) == want and got == ids[: len(got)] and len(got) <= 25
+        gen = P()
+        api.ok(api.lib.ae_generator_create(s, None, None, 0, ctypes.byref(gen)))
+        assert api.lib.ae_generator_set_piece(gen, b"x", 1) == AE_ERR_INVALID_ARGUMENT  # no token waiting for its text
+        api.lib.ae_generator_destroy(gen)
         api.lib.ae_stream_destroy(s)
     finally:
         api.lib.ae_engine_destroy(e)

@@ -322,6 +322,33 @@ def test_generate_streams_text_and_honours_stop(engine: Engine) -> None:
     assert [t for t, _ in short] == tokens[: stop_at + 1]
 
 
+def test_stop_strings_on_an_hf_package_are_matched_in_c_on_the_text_the_binding_hands_back(hf_tiny_package: Path) -> None:
+    """HF packages: C picks the tokens, the binding decodes them and pushes each piece back (ae_generator_set_piece);
+    generation ends after the first token whose piece makes the text end with a stop string."""
+    hf = Engine(hf_tiny_package)
+    out = list(hf.create_stream().generate("ROMEO:", 120, temperature=1.0, seed=9))
+    text = "".join(p for _, p in out)
+    stops = ("@@never@@", text[60:63])
+    want, so_far = [], ""
+    for token, piece in out:
+        want.append(token)
+        so_far += piece
+        if so_far.endswith(stops[1]):
+            break
+    assert len(want) < 120
+    short = list(hf.create_stream().generate("ROMEO:", 120, temperature=1.0, seed=9, stop=stops))
+    assert [t for t, _ in short] == want and "".join(p for _, p in short).endswith(stops[1])
+
+
+def test_generate_refuses_a_stream_closed_between_tokens(engine: Engine) -> None:
+    stream = engine.create_stream()
+    tokens = stream.generate(PROMPT, 10, temperature=0)
+    next(tokens)
+    stream.close()
+    with pytest.raises(UserError, match="closed"):
+        next(tokens)
+
+
 # -- C and Python: one library, one RNG ---------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-/* astroedge.h: the C API of the astroedge streaming runtime (AM-SNet on ONNX Runtime), API version 2.
+/* astroedge.h: the C API of the astroedge streaming runtime (AM-SNet on ONNX Runtime), API version 3.
  *
  * libastroedge is THE runtime of the project: the Python package `astroedge.runtime` is a thin ctypes
  * binding over these functions. One engine per package (an `*.aepkg` directory,
@@ -14,7 +14,7 @@
  *   ae_engine_params_destroy(ep);                 (the engine keeps a copy)
  *   AeStream* stream = NULL;
  *   ae_stream_create(engine, &stream);
- *   ... ae_tokenize / ae_generate / ae_stream_feed / ae_stream_step / ae_decode_batch ...
+ *   ... ae_tokenize / ae_generate / ae_generator_* / ae_stream_feed / ae_stream_step / ae_decode_batch ...
  *   ae_stream_destroy(stream);
  *   ae_engine_destroy(engine);
  *
@@ -32,7 +32,8 @@
  * - NULL: destroy functions accept NULL (no-op). Any other NULL handle or NULL required pointer
  *   gives AE_ERR_INVALID_ARGUMENT (queries on a NULL handle return 0 / NULL).
  * - Threads: an AeEngine is immutable after creation and may be shared by any number of threads.
- *   An AeStream, an AeSampler and a parameter object must be used by one thread at a time;
+ *   An AeStream, an AeSampler, an AeGenerator (together with its stream) and a parameter object
+ *   must be used by one thread at a time;
  *   different streams of one engine may run in parallel. A stream must be destroyed before its
  *   engine. ae_last_error() is thread-local.
  * - Tokens are int32 ids in [0, vocab_size). State is float32 whatever the model's precision.
@@ -40,8 +41,9 @@
  * - Tokenizers: byte-level packages ("bytes") are tokenized here (ae_tokenize) and generate UTF-8
  *   text pieces. HuggingFace-tokenizer packages ("hf") are TOKEN-LEVEL in C: the binding turns
  *   text into ids and ids into text with the `tokenizers` library over the verified bytes of
- *   tokenizer.json (ae_engine_tokenizer_data), drives generation with ae_stream_sample + ae_stream_step
- *   and checks stop strings itself; ae_tokenize and stop strings give AE_ERR_UNSUPPORTED there.
+ *   tokenizer.json (ae_engine_tokenizer_data), drives an AeGenerator and hands each token's text
+ *   back with ae_generator_set_piece, so that stop strings are still matched here, in the one
+ *   generation loop; ae_tokenize and ae_generate with stop strings give AE_ERR_UNSUPPORTED there.
  */
 #ifndef ASTROEDGE_H_
 #define ASTROEDGE_H_
@@ -57,7 +59,7 @@ extern "C" {
 #define AE_API __attribute__((visibility("default")))
 
 /* Version of this header's API; ae_api_version() returns the library's. */
-#define AE_API_VERSION 2
+#define AE_API_VERSION 3
 /* Newest package format_version (manifest.json) this runtime reads. */
 #define AE_PACKAGE_FORMAT_VERSION 1
 /* Version of the state files written by ae_stream_save_state (the only state-file format). */
@@ -287,8 +289,9 @@ AE_API AeStatus ae_generate_params_set_top_p(AeGenerateParams* params, float top
 AE_API AeStatus ae_generate_params_set_repetition_penalty(AeGenerateParams* params, float penalty);
 /* Seed of the sampler's RNG: same seed, same tokens on every platform. */
 AE_API AeStatus ae_generate_params_set_seed(AeGenerateParams* params, uint64_t seed);
-/* Adds a stop string (`len` bytes of UTF-8, 1..256 bytes; at most 64 strings): ae_generate ends
- * once the generated text ends with it. Byte-level packages only (checked by ae_generate). */
+/* Adds a stop string (`len` bytes of UTF-8, 1..256 bytes; at most 64 strings): generation ends
+ * once the generated text ends with it. "hf" packages: AeGenerator only, with the text pushed by
+ * ae_generator_set_piece (ae_generate refuses them there: AE_ERR_UNSUPPORTED). */
 AE_API AeStatus ae_generate_params_add_stop(AeGenerateParams* params, const char* text, size_t len);
 AE_API AeStatus ae_generate_params_clear_stops(AeGenerateParams* params);
 /* Getters (0 for NULL params). */
@@ -307,8 +310,8 @@ AE_API AeStatus ae_generate_params_validate(const AeGenerateParams* params);
 AE_API int ae_generate_params_print(const AeGenerateParams* params, char* buf, size_t size);
 
 /* ---------------------------------------------------------------------------------------------
- * Sampler: the caller-held RNG + sampling settings behind ae_generate, for bindings that drive
- * generation token by token (HF-tokenizer packages) and must pick exactly the same tokens.
+ * Sampler: the caller-held RNG + sampling settings behind AeGenerator and ae_generate, for code that
+ * owns its logits (a host framework, a custom loop) and must pick exactly the same tokens.
  *
  * Algorithm (one definition, documented for reimplementers): z = logits as double; repetition
  * penalty on consumed tokens; temperature 0: argmax (lowest id wins ties). Otherwise z /= T, sort
@@ -327,6 +330,53 @@ AE_API void ae_sampler_destroy(AeSampler* sampler);
  * advances the RNG. Does not feed it: call ae_stream_step(stream, *token, ...) next.
  * AE_ERR_NO_LOGITS before the first token, AE_ERR_NON_FINITE on NaN/Inf logits. */
 AE_API AeStatus ae_stream_sample(const AeStream* stream, AeSampler* sampler, int32_t* token);
+/* Picks a token from caller-held logits (`vocab` >= 1 floats, e.g. a host framework's) and advances
+ * the RNG. `seen` (vocab bytes, may be NULL for "no history"): seen[i] != 0 marks token i for the
+ * repetition penalty. Neither buffer is kept. AE_ERR_NON_FINITE on NaN/Inf logits. */
+AE_API AeStatus ae_sampler_pick(AeSampler* sampler, const float* logits, size_t vocab, const uint8_t* seen, int32_t* token);
+
+/* ---------------------------------------------------------------------------------------------
+ * Generator: THE generation loop, pull style (onnxruntime-genai's OgaGenerator): each call of
+ * ae_generator_next samples a token from the stream's last logits, feeds it to the stream, makes its
+ * UTF-8 text piece and matches the stop strings. ae_generate is a loop over it.
+ *
+ *   AeGenerator* gen = NULL;
+ *   ae_generator_create(stream, params, prompt, n_prompt, &gen);
+ *   int32_t token, done; const char* piece; size_t len;
+ *   while (ae_generator_next(gen, &token, &piece, &len, &done) == AE_OK && !done) {
+ *     ... use token / piece ...       ("hf": ae_generator_set_piece(gen, text_of_token, n))
+ *   }
+ *   ae_generator_destroy(gen);
+ *
+ * The generator borrows the stream (it does not own it): the stream must outlive every call on the
+ * generator, and the pair is used by one thread at a time. Tokens the caller feeds the stream
+ * between calls are consumed as usual; the next token is sampled from the logits after them. */
+
+typedef struct AeGenerator AeGenerator;
+
+/* Feeds `prompt` (n_prompt may be 0 to continue from the stream's last logits; AE_ERR_NO_LOGITS if
+ * it has none) and makes a generator with params' settings (copied; NULL = the defaults), its RNG at
+ * the seed. All or nothing: on failure the stream is unchanged and *out is NULL. */
+AE_API AeStatus ae_generator_create(AeStream* stream, const AeGenerateParams* params, const int32_t* prompt, size_t n_prompt,
+                                    AeGenerator** out);
+/* NULL is a no-op. Does not touch the stream (may come after ae_stream_destroy). */
+AE_API void ae_generator_destroy(AeGenerator* gen);
+/* The next token: *done = 0, *token its id, already consumed by the stream (so the stream can be
+ * saved or cloned at any point), *piece the UTF-8 text it completes (`*piece_len` bytes followed by
+ * a NUL; "" while a multi-byte character is incomplete; invalid bytes become U+FFFD as in Python's
+ * errors="replace"; NULL for "hf" packages), owned by the generator and valid until its next call.
+ * Once max_tokens tokens were made or the text ended with a stop string (the token completing it
+ * was returned as usual), *done = 1, *token = -1, *piece = NULL and the stream is not touched.
+ * piece and piece_len may be NULL. On failure (AE_ERR_POSITION, AE_ERR_NON_FINITE, ...) nothing
+ * changes: not the stream, not the RNG. */
+AE_API AeStatus ae_generator_next(AeGenerator* gen, int32_t* token, const char** piece, size_t* piece_len, int32_t* done);
+/* "hf" packages: the text of the token ae_generator_next just returned (`len` bytes, copied; the
+ * binding's tokenizer makes it), matched against the stop strings before the next call. At most once
+ * per token; a token whose text is never set counts as "". AE_ERR_INVALID_ARGUMENT on a byte-level
+ * package (C makes those pieces) or with no token waiting. */
+AE_API AeStatus ae_generator_set_piece(AeGenerator* gen, const char* text, size_t len);
+/* Index of the stop string that ended generation, or -1 (also for NULL). */
+AE_API int32_t ae_generator_stop_index(const AeGenerator* gen);
 
 /* ---------------------------------------------------------------------------------------------
  * Generation. */
@@ -338,14 +388,16 @@ AE_API AeStatus ae_stream_sample(const AeStream* stream, AeSampler* sampler, int
  * call. Return 0 to go on, non-zero to stop. */
 typedef int (*AeTokenCallback)(int32_t token, const char* piece, size_t piece_len, void* user_data);
 
-/* Feeds `prompt` (n_prompt may be 0 to continue from the stream's last logits), then repeatedly
- * samples a token (as ae_stream_sample, with a sampler made from params), feeds it and reports it
- * to `callback` (may be NULL), until max_tokens tokens, the callback returns non-zero, or the
- * generated text (the concatenated pieces) ends with a stop string; the piece that completes the
- * stop string is reported as usual (the stop text is part of the output). A reported token has
- * already been consumed, so after any return the stream can be continued, saved or cloned.
- * params NULL means the defaults. *n_generated (may be NULL) receives the count generated;
- * *stop_index (may be NULL) the index of the stop string that ended generation, or -1. */
+/* Push-style generation over an AeGenerator (same tokens, pieces and stops): feeds `prompt`
+ * (n_prompt may be 0 to continue from the stream's last logits), then repeatedly samples a token,
+ * feeds it and reports it to `callback` (may be NULL), until max_tokens tokens, the callback
+ * returns non-zero, or the generated text (the concatenated pieces) ends with a stop string; the
+ * piece that completes the stop string is reported as usual (the stop text is part of the output).
+ * Stop strings need a byte-level package (AE_ERR_UNSUPPORTED on "hf": use an AeGenerator and
+ * ae_generator_set_piece). A reported token has already been consumed, so after any return the
+ * stream can be continued, saved or cloned. params NULL means the defaults. *n_generated (may be
+ * NULL) receives the count generated; *stop_index (may be NULL) the index of the stop string that
+ * ended generation, or -1. */
 AE_API AeStatus ae_generate(AeStream* stream, const int32_t* prompt, size_t n_prompt, const AeGenerateParams* params,
                             AeTokenCallback callback, void* user_data, size_t* n_generated, int32_t* stop_index);
 

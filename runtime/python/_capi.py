@@ -1,4 +1,4 @@
-"""ctypes declarations of libastroedge's C API (runtime/include/astroedge.h, API version 2).
+"""ctypes declarations of libastroedge's C API (runtime/include/astroedge.h, API version 3).
 
 Only declarations and the status check live here; astroedge.runtime.engine builds the Python API on
 them. ctypes, not a compiled extension: the binding needs no compiler on the device, and ctypes releases
@@ -14,7 +14,7 @@ from typing import Any
 
 from astroedge.errors import UserError
 
-API_VERSION = 2  # the header's AE_API_VERSION this binding is written against
+API_VERSION = 3  # the header's AE_API_VERSION this binding is written against
 
 AE_OK = 0
 AE_ERR_BUFFER_TOO_SMALL = 8
@@ -84,8 +84,14 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "ae_sampler_create": (S, [P, POINTER(P)]),
     "ae_sampler_destroy": (None, [P]),
     "ae_stream_sample": (S, [P, P, POINTER(c_int32)]),
-    # C's own generation loop: the binding drives ae_stream_sample + ae_stream_step instead, to yield lazily;
-    # declared so that tests can check both loops pick the same tokens
+    "ae_sampler_pick": (S, [P, P, c_size_t, P, POINTER(c_int32)]),
+    "ae_generator_create": (S, [P, P, P, c_size_t, POINTER(P)]),
+    "ae_generator_destroy": (None, [P]),
+    "ae_generator_next": (S, [P, POINTER(c_int32), POINTER(c_void_p), POINTER(c_size_t), POINTER(c_int32)]),
+    "ae_generator_set_piece": (S, [P, c_char_p, c_size_t]),
+    "ae_generator_stop_index": (c_int32, [P]),
+    # the push-style loop over the generator, as C apps call it: the binding pulls from ae_generator_next to
+    # yield lazily; declared so that tests can check both give the same tokens
     "ae_generate": (S, [P, P, c_size_t, P, TOKEN_CALLBACK, P, P, P]),
 }
 

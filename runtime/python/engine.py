@@ -7,10 +7,11 @@ create one per user, clone one to branch a conversation, save one to disk to res
 is used by one thread at a time; different streams may run concurrently on the same engine (ctypes
 releases the GIL during each C call).
 
-What lives here and not in C: turning Python values into C buffers and statuses into UserError, the
-text side of HuggingFace-tokenizer packages (the C core is token-level for them, astroedge.h says why),
-and the generator that yields (token, text piece) as each token is made. Sampling, its RNG, state,
-state files, batching and every package check are the C library's.
+What lives here and not in C: turning Python values into C buffers and statuses into UserError, and the
+text side of HuggingFace-tokenizer packages (the C core is token-level for them, astroedge.h says why:
+each token's text is made here and handed back to C for stop matching). The generation loop (sampling,
+its RNG, text pieces, stop strings), state, state files, batching and every package check are the C
+library's; `Stream.generate` only pulls from it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from astroedge.errors import UserError
-from astroedge.runtime._capi import AE_ERR_NO_LOGITS, AE_OK, lib
+from astroedge.runtime._capi import AE_ERR_NO_LOGITS, lib
 from astroedge.tokenizer import ByteTokenizer, HFTokenizer, Tokenizer
 
 DEVICES = ("cpu", "cuda", "tensorrt", "jetson")
@@ -335,31 +336,38 @@ class Stream:
         c.check(c.ae_generate_params_set_top_p(params.ptr, top_p))
         c.check(c.ae_generate_params_set_repetition_penalty(params.ptr, repetition_penalty))
         c.check(c.ae_generate_params_set_seed(params.ptr, seed % 2**64))
-        sampler = _Handle(c.new(c.ae_sampler_create, params.ptr), c.ae_sampler_destroy)
-        params.close()
+        for text in stop:
+            raw = text.encode("utf-8")
+            if raw:
+                c.check(c.ae_generate_params_add_stop(params.ptr, raw, len(raw)))
         if prompt is not None:
-            self.feed(prompt, chunk)
+            self.feed(prompt, chunk)  # here, not in ae_generator_create: `chunk` and text prompts are the binding's
         elif self.last_logits is None:
             raise UserError("empty prompt: give a prompt, or feed the stream before generating")
-        return self._generate(sampler, max_new_tokens, [s for s in stop if s])
+        # made now, not at the first next(): bad settings raise here; the generator keeps the stream alive
+        gen = _Handle(c.new(c.ae_generator_create, self.handle, params.ptr, None, 0), c.ae_generator_destroy, keep=self._h)
+        params.close()
+        return self._pull(gen)
 
-    def _generate(self, sampler: _Handle, max_new_tokens: int, stop: list[str]) -> Iterator[tuple[int, str]]:
-        c, h = self._c, self.handle
-        sample, step = c.ae_stream_sample, c.ae_stream_step
-        decoder = self.engine.tokenizer.stream_decoder()
-        keep = max((len(s) for s in stop), default=0)
-        tail = ""
-        token = ctypes.c_int32()
-        ref = ctypes.byref(token)
-        for _ in range(max_new_tokens):
-            status = sample(h, sampler.ptr, ref)
-            if status == AE_OK:
-                status = step(h, token.value, None)  # before yielding: the state holds every token the caller has seen
-            if status != AE_OK:
-                raise c.error(status)
-            piece = decoder.push(token.value)
-            yield token.value, piece
-            if keep:
-                tail = (tail + piece)[-keep:]
-                if any(tail.endswith(s) for s in stop):
+    def _pull(self, gen: _Handle) -> Iterator[tuple[int, str]]:
+        """Yield what ae_generator_next makes; "hf" packages: decode each token here and hand its text back for stop matching."""
+        c = self._c
+        decoder = None if isinstance(self.engine.tokenizer, ByteTokenizer) else self.engine.tokenizer.stream_decoder()
+        token, done, piece, size = ctypes.c_int32(), ctypes.c_int32(), ctypes.c_void_p(), ctypes.c_size_t()
+        refs = (ctypes.byref(token), ctypes.byref(piece), ctypes.byref(size), ctypes.byref(done))
+        try:
+            while True:
+                if not self._h.ptr:  # closed (or its engine was) between two tokens: C must not see a freed stream
+                    raise UserError("this stream was closed (or its engine was) during generate; create a new stream")
+                c.check(c.ae_generator_next(gen.ptr, *refs))
+                if done.value:
                     return
+                if decoder is None:
+                    text = ctypes.string_at(piece.value, size.value).decode("utf-8")  # C made valid UTF-8 (U+FFFD repaired)
+                else:
+                    text = decoder.push(token.value)
+                    raw = text.encode("utf-8")
+                    c.check(c.ae_generator_set_piece(gen.ptr, raw, len(raw)))
+                yield token.value, text
+        finally:
+            gen.close()

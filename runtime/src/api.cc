@@ -4,7 +4,10 @@
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <climits>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <string>
 
@@ -480,43 +483,72 @@ AeStatus ae_stream_sample(const AeStream* stream, AeSampler* sampler, int32_t* t
   });
 }
 
+AeStatus ae_sampler_pick(AeSampler* sampler, const float* logits, size_t vocab, const uint8_t* seen, int32_t* token) {
+  return guard([&] {
+    require(sampler && logits && token, "ae_sampler_pick: NULL argument");
+    require(vocab >= 1 && vocab <= size_t(INT32_MAX), "ae_sampler_pick: vocab " + std::to_string(vocab) + ": must be in 1..2^31-1");
+    *token = sampler->sampler.pick(logits, vocab, seen);
+  });
+}
+
+AeStatus ae_generator_create(AeStream* stream, const AeGenerateParams* params, const int32_t* prompt, size_t n_prompt, AeGenerator** out) {
+  if (out) *out = nullptr;
+  return guard([&] {
+    require(stream && out && (prompt || n_prompt == 0), "ae_generator_create: NULL argument");
+    AeGenerateParams defaults;
+    const AeGenerateParams& p = params ? *params : defaults;
+    validate_sampling(p.sampling);
+    auto gen = std::make_unique<AeGenerator>(stream, p);  // before feeding: a refusal leaves the stream as it was
+    stream->feed(prompt, n_prompt);
+    if (!stream->has_logits) throw Error(AE_ERR_NO_LOGITS, "the stream has consumed no token yet; pass a non-empty prompt");
+    *out = gen.release();
+  });
+}
+
+void ae_generator_destroy(AeGenerator* gen) { delete gen; }
+
+AeStatus ae_generator_next(AeGenerator* gen, int32_t* token, const char** piece, size_t* piece_len, int32_t* done) {
+  if (token) *token = -1;
+  if (piece) *piece = nullptr;
+  if (piece_len) *piece_len = 0;
+  if (done) *done = 1;
+  return guard([&] {
+    require(gen && token && done, "ae_generator_next: NULL argument");
+    int32_t t = -1;
+    if (!gen->gen.next(&t)) return;
+    *token = t;
+    *done = 0;
+    if (piece) *piece = gen->gen.piece();
+    if (piece_len) *piece_len = gen->gen.piece_size();
+  });
+}
+
+AeStatus ae_generator_set_piece(AeGenerator* gen, const char* text, size_t len) {
+  return guard([&] {
+    require(gen && (text || len == 0), "ae_generator_set_piece: NULL argument");
+    gen->gen.set_piece(text ? text : "", len);
+  });
+}
+
+int32_t ae_generator_stop_index(const AeGenerator* gen) { return gen ? gen->gen.stop_index() : -1; }
+
 AeStatus ae_generate(AeStream* stream, const int32_t* prompt, size_t n_prompt, const AeGenerateParams* params, AeTokenCallback callback,
                      void* user_data, size_t* n_generated, int32_t* stop_index) {
   if (n_generated) *n_generated = 0;
   if (stop_index) *stop_index = -1;
   return guard([&] {
     require(stream && (prompt || n_prompt == 0), "ae_generate: NULL argument");
-    AeGenerateParams defaults;
-    const AeGenerateParams& p = params ? *params : defaults;
-    validate_sampling(p.sampling);
-    const bool bytes = stream->engine->manifest.tokenizer == "bytes";
-    if (!p.stops.empty()) require_bytes_tokenizer(stream->engine, "ae_generate with stop strings");
-    stream->feed(prompt, n_prompt);
-    if (!stream->has_logits) throw Error(AE_ERR_NO_LOGITS, "ae_generate: the stream has consumed no token yet; pass a non-empty prompt");
-    size_t keep = 0;
-    for (const auto& s : p.stops) keep = std::max(keep, s.size());
-    ae::Sampler sampler(p.sampling);
-    ae::Utf8StreamDecoder decoder;
-    std::string piece, tail;
-    for (int32_t i = 0; i < p.max_tokens; ++i) {
-      int32_t token = sampler.pick(stream->logits.data(), stream->logits.size(), stream->seen.data());
-      stream->feed(&token, 1);  // before reporting: the state holds every token the caller has seen
-      if (n_generated) ++*n_generated;
-      piece.clear();
-      if (bytes && token < 256) decoder.push(uint8_t(token), piece);
-      if (callback && callback(token, bytes ? piece.c_str() : nullptr, piece.size(), user_data) != 0) break;
-      if (keep) {
-        tail += piece;
-        if (tail.size() > keep) tail.erase(0, tail.size() - keep);
-        for (size_t s = 0; s < p.stops.size(); ++s) {
-          const std::string& stop = p.stops[s];
-          if (tail.size() >= stop.size() && tail.compare(tail.size() - stop.size(), stop.size(), stop) == 0) {
-            if (stop_index) *stop_index = int32_t(s);
-            return;
-          }
-        }
-      }
+    // C has no HF tokenizer, so nothing here could push the text pieces stop strings are matched on
+    if (params && !params->stops.empty()) require_bytes_tokenizer(stream->engine, "ae_generate with stop strings");
+    AeGenerator* raw = nullptr;
+    if (AeStatus s = ae_generator_create(stream, params, prompt, n_prompt, &raw); s != AE_OK) throw Error(s, ae_last_error());
+    std::unique_ptr<AeGenerator> gen(raw);
+    int32_t token = -1;
+    while (gen->gen.next(&token)) {
+      if (n_generated) *n_generated = size_t(gen->gen.count());
+      if (callback && callback(token, gen->gen.piece(), gen->gen.piece_size(), user_data) != 0) break;
     }
+    if (stop_index) *stop_index = gen->gen.stop_index();
   });
 }
 

@@ -1,5 +1,5 @@
 // The structs behind the opaque parameter handles of the C API (AeEngineParams, AeGenerateParams,
-// AeSampler). Kept out of the public header so that fields can be added without breaking the ABI.
+// AeSampler, AeGenerator). Kept out of the public header so that fields can be added without breaking the ABI.
 #ifndef ASTROEDGE_RUNTIME_PARAMS_H_
 #define ASTROEDGE_RUNTIME_PARAMS_H_
 
@@ -33,6 +33,11 @@ struct AeGenerateParams {
 struct AeSampler {
   explicit AeSampler(const ae::SamplingConfig& c) : sampler(c) {}
   ae::Sampler sampler;
+};
+
+struct AeGenerator {
+  AeGenerator(AeStream* stream, const AeGenerateParams& p) : gen(stream, p.sampling, p.max_tokens, p.stops) {}
+  ae::Generator gen;
 };
 
 #endif  // ASTROEDGE_RUNTIME_PARAMS_H_

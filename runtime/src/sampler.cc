@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "engine.h"
 #include "error.h"
 
 namespace ae {
@@ -23,7 +24,7 @@ int32_t Sampler::pick(const float* logits, size_t vocab, const uint8_t* seen) {
     }
   }
   z_.assign(logits, logits + vocab);
-  if (config_.repetition_penalty != 1.0f) {
+  if (config_.repetition_penalty != 1.0f && seen) {
     const double penalty = config_.repetition_penalty;
     for (size_t i = 0; i < vocab; ++i) {
       if (seen[i]) z_[i] = z_[i] > 0 ? z_[i] / penalty : z_[i] * penalty;
@@ -57,6 +58,48 @@ int32_t Sampler::pick(const float* logits, size_t vocab, const uint8_t* seen) {
     if (r < 0.0) return candidates_[i].second;
   }
   return candidates_[keep - 1].second;
+}
+
+Generator::Generator(AeStream* stream, const SamplingConfig& sampling, int32_t max_tokens, std::vector<std::string> stops)
+    : stream_(stream),
+      sampler_(sampling),
+      max_tokens_(max_tokens),
+      bytes_(stream->engine->manifest.tokenizer == "bytes"),
+      stops_(std::move(stops)) {}
+
+bool Generator::next(int32_t* token) {
+  piece_.clear();
+  piece_open_ = false;
+  if (made_ >= max_tokens_ || stop_index_ >= 0) return false;
+  if (!stream_->has_logits) throw Error(AE_ERR_NO_LOGITS, "ae_generator_next: the stream has no logits (it was reset); feed tokens first");
+  const uint64_t rng = sampler_.rng_state();
+  const int32_t t = sampler_.pick(stream_->logits.data(), stream_->logits.size(), stream_->seen.data());
+  try {
+    stream_->feed(&t, 1);  // before reporting: the state holds every token the caller has seen
+  } catch (...) {
+    sampler_.set_rng_state(rng);
+    throw;
+  }
+  ++made_;
+  *token = t;
+  if (bytes_) {
+    if (t < 256) decoder_.push(uint8_t(t), piece_);
+    stop_index_ = stops_.push(piece_.data(), piece_.size());
+  } else {
+    piece_open_ = true;
+  }
+  return true;
+}
+
+void Generator::set_piece(const char* text, size_t len) {
+  if (bytes_) {
+    throw Error(AE_ERR_INVALID_ARGUMENT, "ae_generator_set_piece: the package is byte-level; libastroedge makes its text pieces itself");
+  }
+  if (!piece_open_) {
+    throw Error(AE_ERR_INVALID_ARGUMENT, "ae_generator_set_piece: no token is waiting for its text; call it once after each ae_generator_next");
+  }
+  piece_open_ = false;
+  stop_index_ = stops_.push(text, len);
 }
 
 }  // namespace ae

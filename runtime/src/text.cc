@@ -1,5 +1,8 @@
 #include "text.h"
 
+#include <algorithm>
+#include <utility>
+
 namespace ae {
 
 void append_utf8(uint32_t cp, std::string& out) {
@@ -62,6 +65,21 @@ void Utf8StreamDecoder::push(uint8_t b, std::string& out) {
   } else {
     append_utf8(0xFFFD, out);
   }
+}
+
+StopMatcher::StopMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
+  for (const auto& s : stops_) keep_ = std::max(keep_, s.size());
+}
+
+int32_t StopMatcher::push(const char* piece, size_t len) {
+  if (keep_ == 0 || len == 0) return -1;  // an empty piece cannot complete a stop string
+  tail_.append(piece, len);
+  if (tail_.size() > keep_) tail_.erase(0, tail_.size() - keep_);
+  for (size_t s = 0; s < stops_.size(); ++s) {
+    const std::string& stop = stops_[s];
+    if (tail_.size() >= stop.size() && tail_.compare(tail_.size() - stop.size(), stop.size(), stop) == 0) return int32_t(s);
+  }
+  return -1;
 }
 
 }  // namespace ae
