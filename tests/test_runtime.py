@@ -1,5 +1,7 @@
 """astroedge.runtime, the ctypes binding over libastroedge, in process: against the PyTorch reference,
-against the C library driven directly (C's ae_generate, C's state files), and on bad input.
+against the C library driven directly (C's ae_generate, C's state files), and on bad input. Since the binding
+pulls from C's generation loop (AeGenerator) and the host sampler is C's, the "C and Python agree" tests are
+regression tests of that single implementation.
 
 Fixtures: tests/conftest.py (a random-weight tiny model exported to a package). The C library is the
 shared build/runtime/libastroedge.so (make setup builds it).
@@ -420,8 +422,8 @@ def test_stop_strings_end_generation_at_the_same_token_in_c_and_python(engine: E
     ],
 )
 def test_host_sampler_picks_what_the_c_sampler_picks(engine: Engine, settings: dict[str, float]) -> None:
-    """astroedge.sampling.Sampler (host `astroedge generate`, PyTorch logits) follows libastroedge's algorithm:
-    300 draws from the same logits and history, same seed, same tokens as ae_stream_sample."""
+    """astroedge.sampling.Sampler (host `astroedge generate`, PyTorch logits) is libastroedge's sampler (ae_sampler_pick):
+    300 draws from the same logits and history, same seed, same tokens as ae_stream_sample (regression test)."""
     from astroedge.sampling import Sampler, SamplingConfig
 
     stream = engine.create_stream()

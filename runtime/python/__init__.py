@@ -6,7 +6,7 @@
     for token, text in stream.generate("ROMEO:", max_new_tokens=100):
         print(text, end="", flush=True)
 
-A thin ctypes binding: streams, batching, state, state files, sampling and package checks are the C
+A thin ctypes binding: streams, batching, state, state files, the generation loop and package checks are the C
 library's (runtime/include/astroedge.h). See docs/runtime.md for the API and the threading rules.
 """
 

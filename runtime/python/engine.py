@@ -322,8 +322,8 @@ class Stream:
 
         Defaults are libastroedge's (astroedge.h AE_DEFAULT_*). With prompt=None the stream continues
         from its last feed/step. Generation ends after max_new_tokens or once the generated text ends
-        with one of `stop` (the stop text is yielded). Tokens are picked by the C sampler (one RNG:
-        the same seed picks the same tokens as ae_generate). Every yielded token has been consumed, so
+        with one of `stop` (the stop text is yielded). The loop is libastroedge's AeGenerator (sampler, text
+        pieces, stop strings): the same seed gives what ae_generate gives. Every yielded token has been consumed, so
         the stream can be saved or cloned at any point, also after breaking out of the loop.
         """
         c = self._c
