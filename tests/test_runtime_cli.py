@@ -133,10 +133,22 @@ def test_cli_state_file_of_another_model(tiny_package: Path, tmp_path: Path) -> 
         (["--device", "npu"], ["device 'npu' is unknown"]),
         (["--temperature", "-1"], ["temperature"]),
         (["--repetition-penalty", "0"], ["repetition"]),
+        (["--seed", "-1"], ["--seed -1"]),
+        (["--temperature", "1e-310"], ["--temperature"]),
+        (["--threads", "2147483648"], ["--threads 2147483648"]),
+        (["--max-new-tokens", "2147483648"], ["--max-new-tokens 2147483648", "0..2147483647"]),
+        (["--save-state", "/tmp"], ["--save-state /tmp", "folder"]),
     ],
 )
 def test_cli_bad_options(tiny_package: Path, args: list[str], fragments: list[str]) -> None:
     assert_user_error(cli(tiny_package, "--prompt", "x", *args), *fragments)
+
+
+def test_cli_invalid_utf8_prompt_is_one_line(tiny_package: Path) -> None:
+    env = {**os.environ, "COLUMNS": "200"}
+    argv = [os.fsencode(ASTROEDGE), b"run", os.fsencode(tiny_package), b"--prompt", b"ab\xffcd"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert_user_error(proc, "--prompt", "not valid UTF-8", "0xff")
 
 
 def test_cli_cuda_without_the_gpu_build_is_refused_not_run_on_cpu(tiny_package: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from astroedge.errors import UserError, check_sampling, check_utf8
 from astroedge.sampling import DEFAULTS
 
 
@@ -44,6 +45,7 @@ def run(
     from astroedge.runtime.engine import Engine
     from astroedge.runtime.stats import RunStats
 
+    check_run_options(prompt, stop or [], max_new_tokens, temperature, top_k, top_p, seed, repetition_penalty, threads, save_state)
     engine = Engine(package, device=device, threads=threads, library=library)
     stream = engine.create_stream()
     if load_state is not None:
@@ -75,6 +77,32 @@ def run(
     out.write("\n")
     if stats:
         print_stats(summary, engine.describe())
+
+
+MAX_THREADS = 1024  # onnxruntime takes an int; more threads than this is a typo, not a machine
+
+
+def check_run_options(
+    prompt: str,
+    stop: list[str],
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    seed: int,
+    repetition_penalty: float,
+    threads: int,
+    save_state: Path | None,
+) -> None:
+    """Refuse, in one line naming the option, values that would otherwise surface as a traceback or a C-side overflow."""
+    check_utf8(prompt, "--prompt")
+    for text in stop:
+        check_utf8(text, "--stop")
+    check_sampling(max_new_tokens, temperature, top_k, top_p, seed, repetition_penalty)
+    if not 0 <= threads <= MAX_THREADS:
+        raise UserError(f"--threads {threads}: must be in 0..{MAX_THREADS} (0 = onnxruntime's default)")
+    if save_state is not None and save_state.is_dir():
+        raise UserError(f"--save-state {save_state}: is a folder; give a file path such as {save_state / 'stream.aestate'}")
 
 
 def print_stats(summary: dict[str, float | int | str | None], where: str) -> None:
