@@ -13,7 +13,7 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-# libastroedge's soname is libastroedge.so.1 (C API v2, docs/c-api.md); set here only if runtime/ does not.
+# libastroedge's soname is libastroedge.so.1 (docs/c-api.md; AE_API_VERSION grows, the soname stays while the ABI only grows); set here only if runtime/ does not.
 get_target_property(_ae_soversion astroedge SOVERSION)
 if(NOT _ae_soversion)
   set_target_properties(astroedge PROPERTIES SOVERSION 1)

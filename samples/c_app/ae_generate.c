@@ -1,4 +1,4 @@
-/* ae_generate: stream a model's continuation of a prompt with the astroedge C API (v2).
+/* ae_generate: stream a model's continuation of a prompt with the astroedge C API.
  *
  *   ae_generate PKG "prompt" [max_tokens] [--library PATH] [--device D] [--threads N] [--temperature T]
  *               [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S] [--stop TEXT]... [--ids]
