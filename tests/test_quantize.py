@@ -160,6 +160,35 @@ def test_fp16_guards_overflow() -> None:
     onnx.checker.check_model(model, full_check=True)
 
 
+@pytest.mark.parametrize("name", ["fp32", "int8", "int4"])
+def test_chunked_perplexity_equals_token_by_token(tiny_package: Path, quantised: dict[str, tuple[Path, dict]], name: str) -> None:
+    """The gate scores chunks of tokens per host graph call; the runtime decoding them one by one gives the same perplexity.
+
+    Token by token is what `astroedge run` does (libastroedge, Engine.step_batch, one token per call from
+    each stream's state); the gate's chunked graph calls must compute that same function, only faster,
+    for the fp32 package and for the quantised ones (whose MatMulNBits run with M = 1 in one and M > 1 in the other).
+    """
+    from astroedge.quantize.perplexity import _log_softmax_pick, package_perplexity
+    from astroedge.runtime import Engine
+
+    package = tiny_package if name == "fp32" else quantised[name][0]
+    ids = np.random.default_rng(3).integers(0, 256, size=301, dtype=np.int64)
+    segments = 3
+    chunked = package_perplexity(package, ids, segments=segments, chunk=64)  # 100 tokens a segment: a short last chunk
+    seg_len = (len(ids) - 1) // segments
+    engine = Engine(package, device="cpu")
+    streams = [engine.create_stream() for _ in range(segments)]
+    total = 0.0
+    for t in range(seg_len):
+        logits = engine.step_batch(streams, [int(ids[s * seg_len + t]) for s in range(segments)])
+        targets = np.array([[ids[s * seg_len + t + 1]] for s in range(segments)])
+        total += _log_softmax_pick(logits[:, None, :], targets)
+    engine.close()
+    assert chunked.tokens == segments * seg_len
+    assert chunked.kernel == engine.kernel  # the same AMSU implementation ran in both
+    np.testing.assert_allclose(chunked.nats_per_token, total / chunked.tokens, rtol=1e-5)
+
+
 def test_gate_refuses_and_leaves_nothing(tiny_package: Path, texts: dict[str, Path], tmp_path: Path) -> None:
     from astroedge.quantize.package import quantize_package
 

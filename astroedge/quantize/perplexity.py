@@ -1,8 +1,14 @@
-"""Held-out perplexity of a package, computed by the runtime (onnxruntime), not by torch.
+"""Held-out perplexity of a package, computed by onnxruntime over the package's graph, not by torch.
 
-The quality gate must judge what will actually run on the device: the quantised graph through the
-same runtime as `astroedge run`. The text is cut into a few contiguous segments, one stream each,
-advanced together a token per graph call, so it is scored as a decoding stream reads it.
+The quality gate must judge what will actually run on the device: the quantised graph with the same
+AMSU kernels as `astroedge run` (the custom-op library astroedge.native finds, else the fallback
+function attached to the graph). Quantisation is a host step, so it calls the graph through a host
+onnxruntime session (astroedge.runtime.ort_session) rather than through libastroedge, whose API
+returns only the last position's logits of a feed: one graph call then scores a whole chunk of
+tokens instead of one. The text is cut into a few contiguous segments, one stream each, fed a chunk
+at a time with the state carried from call to call, which computes the same logits as decoding the
+segment token by token (the step and chunkwise forms are one function; tests/test_quantize.py
+checks the two perplexities agree).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,29 +70,35 @@ def _log_softmax_pick(logits: np.ndarray, targets: np.ndarray) -> float:
 
 
 def package_perplexity(package: Path, ids: np.ndarray, segments: int = 4, chunk: int = 256, verify: bool = True) -> Perplexity:
-    """Perplexity per token of `ids` (int64, >= 2) under the package, on the CPU runtime.
+    """Perplexity per token of `ids` (int64, >= 2) under the package, on the CPU.
 
-    One stream per segment, all advanced together one token per graph call (Engine.step_batch), so
-    every position's logits are scored exactly as a decoding stream sees them. `chunk` is kept for
-    callers; the runtime API returns logits per step.
+    `segments` streams, each a contiguous slice of `ids`, go through the graph together, `chunk`
+    tokens per call; every position's logits come back, and the state outputs of one call are the
+    state inputs of the next, so each token is scored in the context of everything before it in its
+    segment, as a decoding stream would score it.
     """
-    from astroedge.runtime import Engine
+    from astroedge.runtime.ort_session import create_session
+    from astroedge.runtime.package import load_package
 
-    del chunk
-    engine = Engine(package, device="cpu", verify=verify)
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    pkg = load_package(package, verify=verify)
+    info = create_session(pkg.onnx_path, "cpu")
+    session: Any = info.session
     seg_len = (len(ids) - 1) // segments
     if seg_len < 1:
         segments, seg_len = 1, len(ids) - 1
     starts = np.arange(segments) * seg_len
-    inputs = np.stack([ids[s : s + seg_len] for s in starts])
+    inputs = np.stack([ids[s : s + seg_len] for s in starts]).astype(np.int64)
     targets = np.stack([ids[s + 1 : s + 1 + seg_len] for s in starts])
-    streams = [engine.create_stream() for _ in range(segments)]
+    state = [np.zeros(s.concrete_shape(segments), dtype=np.float32) for s in pkg.state]
+    outputs = [pkg.logits_output] + [s.output for s in pkg.state]
     total = 0.0
     begin = time.perf_counter()
-    for t in range(seg_len):
-        logits = engine.step_batch(streams, inputs[:, t].tolist())
-        total += _log_softmax_pick(logits[:, None, :], targets[:, t : t + 1])
+    for start in range(0, seg_len, chunk):
+        feed = {pkg.tokens_input: inputs[:, start : start + chunk], pkg.position_input: np.full(segments, start, dtype=np.int64)}
+        feed.update({s.input: a for s, a in zip(pkg.state, state, strict=True)})
+        logits, *state = session.run(outputs, feed)
+        total += _log_softmax_pick(logits, targets[:, start : start + chunk])
     n = segments * seg_len
-    kernel = engine.kernel
-    engine.close()
-    return Perplexity(n, total / n, math.exp(min(total / n, 700.0)), time.perf_counter() - begin, kernel)
+    return Perplexity(n, total / n, math.exp(min(total / n, 700.0)), time.perf_counter() - begin, info.kernel)
