@@ -1358,7 +1358,8 @@ def test_libfuzzer_on_the_manifest_reader_and_the_onnx_walker(package: Path, tmp
                 str(build_dir / target),
                 f"-max_total_time={FUZZ_SECONDS}",
                 "-timeout=5",
-                "-rss_limit_mb=1024",
+                "-rss_limit_mb=4096",  # ASan shadow + libFuzzer buffers at max_len: 1.5 GiB seen at the first unit
+                "-malloc_limit_mb=1024",  # still: no single allocation over 1 GiB
                 "-max_len=400000",
                 "-seed=13",
                 f"-artifact_prefix={tmp_path}/",
