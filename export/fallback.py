@@ -21,6 +21,7 @@ import onnx
 from onnx import FunctionProto, TensorProto, helper
 
 from astroedge.contract import amsu_contract
+from astroedge.contract.spikematmul import FORMATS, INT4_ZERO_POINT
 
 MIN_OPSET = 18  # ReduceMean takes its axes as an input from opset 18 on
 
@@ -168,9 +169,8 @@ def amsu_function(opset: int) -> FunctionProto:
 #   int4:  codes = low, high nibbles of weight [K, N2] interleaved -> [K, 2 * N2], cut to N;
 #          W = (codes - 8) * scale [K, NB] repeated block_size times along N, cut to N
 # then y = CastLike(float32(spikes) @ W, spikes). The astroedge exporter never passes a bias (AM-SNet's
-# products have none), so the fallback bodies take spikes, weight and, when quantised, scale.
-
-SPIKEMATMUL_FORMATS = ("float32", "float16", "int8", "int4")
+# products have none), so the fallback bodies take spikes, weight and, when quantised, scale. The formats and
+# the int4 zero point (8 above) are astroedge.contract.spikematmul's, the one copy the packing uses too.
 
 
 def _int4_weight(nodes: list[onnx.NodeProto]) -> str:
@@ -179,7 +179,7 @@ def _int4_weight(nodes: list[onnx.NodeProto]) -> str:
     nodes += [
         helper.make_node("Constant", [], ["c15"], value=helper.make_tensor("c15", u8, [], [15])),
         helper.make_node("Constant", [], ["c4"], value=helper.make_tensor("c4", u8, [], [4])),
-        helper.make_node("Constant", [], ["c8"], value=helper.make_tensor("c8", TensorProto.FLOAT, [], [8.0])),
+        helper.make_node("Constant", [], ["c8"], value=helper.make_tensor("c8", TensorProto.FLOAT, [], [float(INT4_ZERO_POINT)])),
         _const_from_attr("n", "out_features", onnx.AttributeProto.INT),
         _const_from_attr("bs", "block_size", onnx.AttributeProto.INT),
         _const_ints("axis_last", [-1]),
@@ -216,8 +216,8 @@ def spikematmul_function(opset: int, weight_format: str) -> FunctionProto:
 
     if opset < MIN_OPSET:
         raise ValueError(f"the SpikeMatMul fallback function needs ONNX opset >= {MIN_OPSET}, got {opset}")
-    if weight_format not in SPIKEMATMUL_FORMATS:
-        raise ValueError(f"SpikeMatMul has no weight format '{weight_format}'; formats: {', '.join(SPIKEMATMUL_FORMATS)}")
+    if weight_format not in FORMATS:
+        raise ValueError(f"SpikeMatMul has no weight format '{weight_format}'; formats: {', '.join(FORMATS)}")
     c = spikematmul_contract()
     f32 = TensorProto.FLOAT
     nodes: list[onnx.NodeProto] = [helper.make_node("Cast", ["spikes"], ["s_f"], to=f32)]

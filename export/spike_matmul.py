@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from astroedge.contract import amsu_contract, spikematmul_contract
+from astroedge.contract.spikematmul import quantize
 
 SITES = ("w_o", "w_2")  # per layer, in this order
 
@@ -136,40 +136,12 @@ def to_dense(model: onnx.ModelProto) -> int:
     return done
 
 
-def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """W^T [K, N] float32 -> int8 [K, N] and one symmetric scale per output channel n [N]."""
-    amax = np.abs(w).max(axis=0)
-    scale = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
-    return np.clip(np.rint(w / scale), -127, 127).astype(np.int8), scale
-
-
-def quantize_int4(w: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """W^T [K, N] float32 -> packed uint8 [K, ceil(N/2)] (low nibble = even n, code = q + 8) and scales [K, ceil(N/block)].
-
-    Symmetric per block of `block_size` along N: scale = max|w| / 7, q in -7..7 (-8 never made).
-    """
-    k, n = w.shape
-    nb = -(-n // block_size)
-    padded = np.zeros((k, nb * block_size), np.float32)
-    padded[:, :n] = w
-    blocks = padded.reshape(k, nb, block_size)
-    amax = np.abs(blocks).max(axis=-1)
-    scale = np.where(amax > 0, amax / 7.0, 1.0).astype(np.float32)
-    q = np.clip(np.rint(blocks / scale[..., None]), -7, 7).astype(np.int16).reshape(k, -1)[:, :n] + 8
-    if n % 2:
-        q = np.concatenate([q, np.full((k, 1), 8, np.int16)], axis=1)  # the unused last high nibble
-    packed = (q[:, 0::2] | (q[:, 1::2] << 4)).astype(np.uint8)
-    return packed, scale
-
-
-def dequantize_int4(packed: np.ndarray, scale: np.ndarray, n: int, block_size: int) -> np.ndarray:
-    """The contract's int4 dequantisation, in numpy (tests and the reference)."""
-    codes = np.stack([packed & 15, packed >> 4], axis=-1).reshape(packed.shape[0], -1)[:, :n].astype(np.float32)
-    return (codes - 8) * np.repeat(scale, block_size, axis=1)[:, :n]
-
-
 def quantize_weights(model: onnx.ModelProto, weight_format: str, block_size: int = 32) -> int:
-    """Put every float32 SpikeMatMul weight into the op's int8 or int4 format, in place; returns how many nodes."""
+    """Put every float32 SpikeMatMul weight into the op's int8 or int4 format, in place; returns how many nodes.
+
+    The packing is the contract module's (astroedge.contract.spikematmul.quantize), the one copy that the
+    kernel tests and benchmarks also use, so a package holds exactly the bits the native kernels read.
+    """
     if weight_format not in ("int8", "int4"):
         raise ValueError(f"quantize_weights makes int8 or int4, not {weight_format}")
     inits = {t.name: t for t in model.graph.initializer}
@@ -181,7 +153,7 @@ def quantize_weights(model: onnx.ModelProto, weight_format: str, block_size: int
         name = node.input[1]
         if name not in made:
             w = numpy_helper.to_array(inits[name])
-            q, scale = quantize_int8(w) if weight_format == "int8" else quantize_int4(w, block_size)
+            q, scale = quantize(w, weight_format, block_size)
             qname, sname = f"{name}.{weight_format}", f"{name}.{weight_format}.scale"
             model.graph.initializer.extend([numpy_helper.from_array(q, qname), numpy_helper.from_array(scale, sname)])
             made[name] = [qname, sname]

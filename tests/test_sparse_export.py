@@ -119,23 +119,23 @@ def test_sparse_equals_dense_and_kernel(tiny_package: Path, dense_package: Path)
 def test_fallback_is_the_contract(fmt: str, k: int, n: int, block: int) -> None:
     """One SpikeMatMul node with its fallback, on stock onnxruntime, equals the contract's dequantise-and-add in numpy
     at firing rates 0, 0.14, 0.5 and 1, odd K and N included."""
+    from astroedge.contract.spikematmul import dequantize, quantize
     from astroedge.export.fallback import spikematmul_function
-    from astroedge.export.spike_matmul import dequantize_int4, quantize_int4, quantize_int8
 
     rng = np.random.default_rng(k * n)
     w = rng.standard_normal((k, n)).astype(np.float32)
     c = spikematmul_contract()
     attrs: dict[str, int] = {"out_features": n}
     t_type = TensorProto.FLOAT16 if fmt == "float16" else TensorProto.FLOAT
-    if fmt == "int8":
-        q, scale = quantize_int8(w)
-        inits, ref_w = [numpy_helper.from_array(q, "w"), numpy_helper.from_array(scale, "scale")], q.astype(np.float32) * scale
-    elif fmt == "int4":
-        q, scale = quantize_int4(w, block)
-        assert q.shape == (k, (n + 1) // 2) and scale.shape == (k, -(-n // block))
-        ref_w = dequantize_int4(q, scale, n, block)
+    if fmt in ("int8", "int4"):
+        q, scale = quantize(w, fmt, block)
+        assert scale is not None
+        if fmt == "int4":
+            assert q.shape == (k, (n + 1) // 2) and scale.shape == (k, -(-n // block))
+            attrs["block_size"] = block
+        ref_w = dequantize(q, scale, n, block)
         assert np.abs(ref_w - w).max() <= 0.5 * float(scale.max()) + 1e-6
-        inits, attrs["block_size"] = [numpy_helper.from_array(q, "w"), numpy_helper.from_array(scale, "scale")], block
+        inits = [numpy_helper.from_array(q, "w"), numpy_helper.from_array(scale, "scale")]
     else:
         wt = w.astype(np.float16) if fmt == "float16" else w
         inits, ref_w = [numpy_helper.from_array(wt, "w")], wt.astype(np.float32)
