@@ -10,7 +10,7 @@
 
 Packages that don't exist yet are made first (host side, needs torch): the bundled sample is exported from
 samples/shakespeare/model.pt, the bench package from a random-weight model of the 'bench' preset.
-Prints a Markdown section (for docs/benchmarks-runtime.md) and, with --json, the raw numbers.
+Prints a Markdown section (for docs/benchmarks.md, section "Runtime") and, with --json, the raw numbers.
 """
 
 from __future__ import annotations
