@@ -47,6 +47,26 @@ std::string parse_fields(FieldView const* fields, int32_t count, AmsuParams* out
  * and the engine inspector's metadata. */
 std::string describe(AmsuParams const& params);
 
+/* The op as the shared plugin template sees it (trt_plugin_base.h): identity, fields, their rules. */
+struct AmsuOp {
+  using Params = AmsuParams;
+  static constexpr char const* kName = kPluginName;
+  static constexpr char const* kVersion = kPluginVersion;
+  static constexpr char const* kNamespace = kPluginNamespace;
+  static constexpr int32_t kNumFields = trt::kNumFields;
+  static constexpr FieldSpec const* kFieldSpecs = trt::kFieldSpecs;
+  static std::string parse(FieldView const* fields, int32_t count, Params* out, std::string* ignored) {
+    return parse_fields(fields, count, out, ignored);
+  }
+  static std::string describe(Params const& params) { return trt::describe(params); }
+  /* Where each field of kFieldSpecs lives in params, in spec order (getFieldsToSerialize). */
+  static void field_values(Params const& params, void const** values) {
+    values[0] = &params.num_heads;
+    values[1] = &params.threshold;
+    values[2] = &params.eps;
+  }
+};
+
 }  // namespace trt
 }  // namespace astroedge
 

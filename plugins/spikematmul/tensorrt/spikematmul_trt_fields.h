@@ -39,6 +39,25 @@ std::string parse_fields(FieldView const* fields, int32_t count, Params* out, st
 /* "SpikeMatMul/1/astroedge out_features=768 block_size=32": timing cache ID and metadata. */
 std::string describe(Params const& params);
 
+/* The op as the shared plugin template sees it (trt_plugin_base.h): identity, fields, their rules. */
+struct Op {
+  using Params = smm::Params;
+  static constexpr char const* kName = kPluginName;
+  static constexpr char const* kVersion = kPluginVersion;
+  static constexpr char const* kNamespace = kPluginNamespace;
+  static constexpr int32_t kNumFields = smm::kNumFields;
+  static constexpr FieldSpec const* kFieldSpecs = smm::kFieldSpecs;
+  static std::string parse(FieldView const* fields, int32_t count, Params* out, std::string* ignored) {
+    return parse_fields(fields, count, out, ignored);
+  }
+  static std::string describe(Params const& params) { return smm::describe(params); }
+  /* Where each field of kFieldSpecs lives in params, in spec order (getFieldsToSerialize). */
+  static void field_values(Params const& params, void const** values) {
+    values[0] = &params.out_features;
+    values[1] = &params.block_size;
+  }
+};
+
 }  // namespace smm
 }  // namespace trt
 }  // namespace astroedge

@@ -1,8 +1,6 @@
 /* SpikeMatMul TensorRT plugin: ports, types and shapes per the op contract, execution by spikematmul_cuda_forward. */
 #include "spikematmul_trt_plugin.h"
 
-#include <exception>
-
 #include "contract_shapes.h"
 #include "spikematmul_kernels.h"
 
@@ -14,8 +12,6 @@ using nvinfer1::Dims;
 using nvinfer1::DimsExprs;
 using nvinfer1::DynamicPluginTensorDesc;
 using nvinfer1::ILogger;
-using nvinfer1::PluginField;
-using nvinfer1::PluginFieldType;
 using nvinfer1::PluginTensorDesc;
 using nvinfer1::TensorFormat;
 
@@ -30,11 +26,8 @@ static_assert(SPIKEMATMUL_NUM_FORMATS == 4 && SPIKEMATMUL_FORMAT_FLOAT32 == SMM_
 
 namespace {
 
-constexpr int32_t kMinInputs = 2, kMaxInputs = SPIKEMATMUL_NUM_INPUTS, kNbOutputs = SPIKEMATMUL_NUM_OUTPUTS;
-
-std::string prefix() { return std::string(smm::kPluginNamespace) + "::" + smm::kPluginName + " plugin: "; }
-
-bool is_act_type(DataType t) { return t == DataType::kFLOAT || t == DataType::kHALF; }
+constexpr int32_t kMinInputs = SpikeMatMulPlugin::kMinInputs, kMaxInputs = SpikeMatMulPlugin::kMaxInputs,
+                  kNbOutputs = SpikeMatMulPlugin::kNbOutputs;
 
 // TensorRT's type for an ONNX element type of the contract (1 float32, 10 float16, 3 int8, 2 uint8).
 DataType trt_type(int onnx_type) {
@@ -63,41 +56,13 @@ bool optional_roles(int format, int32_t nbInputs, int32_t* scale, int32_t* bias)
   return needs_scale ? (extra == 1 || extra == 2) : (extra == 0 || extra == 1);
 }
 
-std::string dims_string(Dims const& d) { return astroedge::shape_str(d.d, static_cast<size_t>(d.nbDims)); }
-
 }  // namespace
-
-SpikeMatMulPlugin::SpikeMatMulPlugin(smm::Params const& params) : params_(params), description_(smm::describe(params)) {}
-
-nvinfer1::IPluginCapability* SpikeMatMulPlugin::getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept {
-  switch (type) {
-    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
-    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
-    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
-  }
-  return nullptr;
-}
-
-nvinfer1::IPluginV3* SpikeMatMulPlugin::clone() noexcept {
-  try {
-    auto* copy = new SpikeMatMulPlugin(params_);
-    copy->nb_inputs_ = nb_inputs_;  // known once shapes were seen; onShapeChange sets it again anyway
-    return copy;
-  } catch (std::exception const& e) {
-    log(ILogger::Severity::kERROR, prefix() + "clone failed: " + e.what());
-    return nullptr;
-  }
-}
-
-char const* SpikeMatMulPlugin::getPluginName() const noexcept { return smm::kPluginName; }
-char const* SpikeMatMulPlugin::getPluginVersion() const noexcept { return smm::kPluginVersion; }
-char const* SpikeMatMulPlugin::getPluginNamespace() const noexcept { return smm::kPluginNamespace; }
 
 std::string SpikeMatMulPlugin::check_inputs(Dims const* dims, DataType const* types, int32_t nbInputs) const {
   if (nbInputs < kMinInputs || nbInputs > kMaxInputs)
     return "got " + std::to_string(nbInputs) + " inputs; the op contract has " + std::to_string(kMinInputs) + " to " + std::to_string(kMaxInputs);
   const int format = format_of(types[SPIKEMATMUL_INPUT_WEIGHT]);
-  if (format < 0 || !is_act_type(types[SPIKEMATMUL_INPUT_SPIKES])) return "unsupported input types (spikes float32/float16; weight float32/float16/int8/uint8)";
+  if (format < 0 || !is_float_or_half(types[SPIKEMATMUL_INPUT_SPIKES])) return "unsupported input types (spikes float32/float16; weight float32/float16/int8/uint8)";
   const AstroedgeWeightFormatSpec& fmt = SPIKEMATMUL_FORMAT_SPECS[format];
   int32_t scale = -1, bias = -1;
   if (!optional_roles(format, nbInputs, &scale, &bias))
@@ -128,33 +93,8 @@ std::string SpikeMatMulPlugin::check_inputs(Dims const* dims, DataType const* ty
   return std::string();
 }
 
-int32_t SpikeMatMulPlugin::configurePlugin(DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* /*out*/,
-                                           int32_t nbOutputs) noexcept {
-  try {
-    if (nbOutputs != kNbOutputs || nbInputs < kMinInputs || nbInputs > kMaxInputs) {
-      log(ILogger::Severity::kERROR, prefix() + "got " + std::to_string(nbInputs) + " inputs and " + std::to_string(nbOutputs) + " outputs");
-      return -1;
-    }
-    Dims dims[kMaxInputs];
-    DataType types[kMaxInputs];
-    for (int32_t i = 0; i < nbInputs; ++i) {
-      dims[i] = in[i].desc.dims;
-      types[i] = in[i].desc.type;
-    }
-    std::string const error = check_inputs(dims, types, nbInputs);
-    if (!error.empty()) {
-      log(ILogger::Severity::kERROR, prefix() + error);
-      return -1;
-    }
-  } catch (std::exception const& e) {
-    log(ILogger::Severity::kERROR, prefix() + "configurePlugin failed: " + e.what());
-    return -1;
-  }
-  return 0;
-}
-
 int32_t SpikeMatMulPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept {
-  if (nbOutputs != kNbOutputs || nbInputs < kMinInputs || !is_act_type(inputTypes[SPIKEMATMUL_INPUT_SPIKES])) return -1;
+  if (nbOutputs != kNbOutputs || nbInputs < kMinInputs || !is_float_or_half(inputTypes[SPIKEMATMUL_INPUT_SPIKES])) return -1;
   outputTypes[SPIKEMATMUL_OUTPUT_Y] = inputTypes[SPIKEMATMUL_INPUT_SPIKES];
   return 0;
 }
@@ -175,41 +115,14 @@ bool SpikeMatMulPlugin::supportsFormatCombination(int32_t pos, DynamicPluginTens
   if (nbOutputs != kNbOutputs || nbInputs < kMinInputs || nbInputs > kMaxInputs || pos < 0 || pos >= nbInputs + nbOutputs) return false;
   PluginTensorDesc const& desc = inOut[pos].desc;
   if (desc.format != TensorFormat::kLINEAR) return false;
-  if (pos == SPIKEMATMUL_INPUT_SPIKES) return is_act_type(desc.type);
+  if (pos == SPIKEMATMUL_INPUT_SPIKES) return is_float_or_half(desc.type);
   if (pos == SPIKEMATMUL_INPUT_WEIGHT) return format_of(desc.type) >= 0;
   if (pos == nbInputs + SPIKEMATMUL_OUTPUT_Y) return desc.type == inOut[SPIKEMATMUL_INPUT_SPIKES].desc.type;
   return desc.type == DataType::kFLOAT;  // scale, bias
 }
 
-int32_t SpikeMatMulPlugin::getNbOutputs() const noexcept { return kNbOutputs; }
-
 size_t SpikeMatMulPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* /*inputs*/, int32_t /*nbInputs*/, DynamicPluginTensorDesc const* /*outputs*/,
                                            int32_t /*nbOutputs*/) const noexcept {
-  return 0;
-}
-
-char const* SpikeMatMulPlugin::getTimingCacheID() noexcept { return description_.c_str(); }
-char const* SpikeMatMulPlugin::getMetadataString() noexcept { return description_.c_str(); }
-
-int32_t SpikeMatMulPlugin::onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept {
-  try {
-    if (nbOutputs != kNbOutputs || nbInputs < kMinInputs || nbInputs > kMaxInputs) return -1;
-    Dims dims[kMaxInputs];
-    DataType types[kMaxInputs];
-    for (int32_t i = 0; i < nbInputs; ++i) {
-      dims[i] = in[i].dims;
-      types[i] = in[i].type;
-    }
-    std::string const error = check_inputs(dims, types, nbInputs);
-    if (!error.empty()) {
-      log(ILogger::Severity::kERROR, prefix() + error);
-      return -1;
-    }
-    nb_inputs_ = nbInputs;
-  } catch (std::exception const& e) {
-    log(ILogger::Severity::kERROR, prefix() + "onShapeChange failed: " + e.what());
-    return -1;
-  }
   return 0;
 }
 
@@ -232,85 +145,11 @@ int32_t SpikeMatMulPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTens
   SmmActType const act = inputDesc[SPIKEMATMUL_INPUT_SPIKES].type == DataType::kHALF ? SMM_ACT_FLOAT16 : SMM_ACT_FLOAT32;
   int const rc = spikematmul_cuda_forward(&shape, act, static_cast<SmmWeightFormat>(format), &buffers, stream);
   if (rc != SMM_OK) {
-    try {
-      std::string message = prefix() + "spikematmul_cuda_forward failed: " + spikematmul_error_string(rc);
-      if (rc == SMM_ERR_CUDA) message += std::string(" (") + spikematmul_cuda_last_error() + ")";
-      log(ILogger::Severity::kERROR, message);
-    } catch (std::exception const&) {
-      // Out of memory while formatting: the non-zero status still reaches TensorRT.
-    }
+    log_kernel_failure("spikematmul_cuda_forward", spikematmul_error_string(rc), rc == SMM_ERR_CUDA ? spikematmul_cuda_last_error() : nullptr);
     return rc;
   }
   return 0;
 }
-
-nvinfer1::IPluginV3* SpikeMatMulPlugin::attachToContext(nvinfer1::IPluginResourceContext* /*context*/) noexcept { return clone(); }
-
-nvinfer1::PluginFieldCollection const* SpikeMatMulPlugin::getFieldsToSerialize() noexcept {
-  try {
-    serialized_fields_.clear();
-    serialized_fields_.emplace_back(SPIKEMATMUL_ATTR_OUT_FEATURES, &params_.out_features, PluginFieldType::kINT32, 1);
-    serialized_fields_.emplace_back(SPIKEMATMUL_ATTR_BLOCK_SIZE, &params_.block_size, PluginFieldType::kINT32, 1);
-  } catch (std::exception const& e) {
-    log(ILogger::Severity::kERROR, prefix() + "getFieldsToSerialize failed: " + e.what());
-    return nullptr;
-  }
-  serialized_collection_.nbFields = static_cast<int32_t>(serialized_fields_.size());
-  serialized_collection_.fields = serialized_fields_.data();
-  return &serialized_collection_;
-}
-
-// ---------------------------------------------------------------------------------------------------
-
-namespace {
-
-FieldKind from_trt(PluginFieldType type) {
-  switch (type) {
-    case PluginFieldType::kINT32: return FieldKind::kInt32;
-    case PluginFieldType::kINT64: return FieldKind::kInt64;
-    case PluginFieldType::kFLOAT32: return FieldKind::kFloat32;
-    case PluginFieldType::kFLOAT64: return FieldKind::kFloat64;
-    default: return FieldKind::kOther;
-  }
-}
-
-}  // namespace
-
-SpikeMatMulPluginCreator::SpikeMatMulPluginCreator() {
-  for (FieldSpec const& spec : smm::kFieldSpecs) field_names_.emplace_back(spec.name, nullptr, PluginFieldType::kINT32, 1);
-  field_collection_.nbFields = static_cast<int32_t>(field_names_.size());
-  field_collection_.fields = field_names_.data();
-}
-
-nvinfer1::IPluginV3* SpikeMatMulPluginCreator::createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
-                                                            nvinfer1::TensorRTPhase /*phase*/) noexcept {
-  try {
-    std::vector<FieldView> views;
-    int32_t const count = fc != nullptr ? fc->nbFields : 0;
-    for (int32_t i = 0; i < count && fc->fields != nullptr; ++i) {
-      PluginField const& f = fc->fields[i];
-      views.push_back(FieldView{f.name, from_trt(f.type), f.data, f.length});
-    }
-    smm::Params params;
-    std::string ignored;
-    std::string const error = smm::parse_fields(views.data(), static_cast<int32_t>(views.size()), &params, &ignored);
-    std::string const layer = std::string(" (layer '") + (name != nullptr ? name : "") + "')";
-    if (!error.empty()) {
-      log(ILogger::Severity::kERROR, error + layer);
-      return nullptr;
-    }
-    if (!ignored.empty()) log(ILogger::Severity::kWARNING, prefix() + "ignoring unknown fields " + ignored + layer);
-    return new SpikeMatMulPlugin(params);
-  } catch (std::exception const& e) {
-    log(ILogger::Severity::kERROR, prefix() + "createPlugin failed: " + e.what());
-    return nullptr;
-  }
-}
-
-nvinfer1::PluginFieldCollection const* SpikeMatMulPluginCreator::getFieldNames() noexcept { return &field_collection_; }
-char const* SpikeMatMulPluginCreator::getPluginName() const noexcept { return smm::kPluginName; }
-char const* SpikeMatMulPluginCreator::getPluginVersion() const noexcept { return smm::kPluginVersion; }
-char const* SpikeMatMulPluginCreator::getPluginNamespace() const noexcept { return smm::kPluginNamespace; }
 
 }  // namespace trt
 }  // namespace astroedge
