@@ -24,47 +24,18 @@
 
 #include "NvInferRuntime.h"
 #include "amsu_contract.h"
-
-extern "C" nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
+#include "check/host_check.h"
 
 namespace {
 
+using astroedge::host_check::desc;
+using astroedge::host_check::read_file;
+using astroedge::host_check::require;
+using astroedge::host_check::write_file;
 using nvinfer1::DataType;
 using nvinfer1::PluginField;
 using nvinfer1::PluginFieldCollection;
 using nvinfer1::PluginFieldType;
-
-void require(bool ok, std::string const& what) {
-  if (!ok) {
-    std::printf("FAIL: %s\n", what.c_str());
-    std::exit(1);
-  }
-}
-
-std::vector<char> read_file(std::string const& path, size_t bytes) {
-  std::vector<char> data(bytes);
-  FILE* f = std::fopen(path.c_str(), "rb");
-  require(f != nullptr, "cannot open " + path);
-  require(std::fread(data.data(), 1, bytes, f) == bytes, path + " is shorter than " + std::to_string(bytes) + " bytes");
-  std::fclose(f);
-  return data;
-}
-
-void write_file(std::string const& path, void const* data, size_t bytes) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  require(f != nullptr && std::fwrite(data, 1, bytes, f) == bytes, "cannot write " + path);
-  std::fclose(f);
-}
-
-nvinfer1::PluginTensorDesc desc(std::vector<int64_t> const& dims, DataType type) {
-  nvinfer1::PluginTensorDesc d{};
-  d.dims.nbDims = static_cast<int32_t>(dims.size());
-  for (size_t i = 0; i < dims.size(); ++i) d.dims.d[i] = dims[i];
-  d.type = type;
-  d.format = nvinfer1::TensorFormat::kLINEAR;
-  d.scale = 1.0f;
-  return d;
-}
 
 }  // namespace
 
@@ -79,19 +50,9 @@ int main(int argc, char** argv) {
   int64_t const hd = d / nh;
   DataType const t = half ? DataType::kHALF : DataType::kFLOAT;
 
-  // --- the library entry point, as IPluginRegistry::loadLibrary uses it
+  // --- the library entry point, as IPluginRegistry::loadLibrary uses it (the library also holds the SpikeMatMul creator)
   int32_t n = 0;
-  nvinfer1::IPluginCreatorInterface* const* creators = getCreators(n);
-  nvinfer1::IPluginCreatorV3One* creator = nullptr;
-  for (int32_t i = 0; i < n; ++i) {  // the library also holds the SpikeMatMul creator
-    require(creators[i] != nullptr && std::strcmp(creators[i]->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0,
-            "creator is not IPluginCreatorV3One");
-    auto* c = static_cast<nvinfer1::IPluginCreatorV3One*>(creators[i]);
-    if (std::strcmp(c->getPluginName(), AMSU_OP_NAME) == 0) creator = c;
-  }
-  require(creator != nullptr, "getCreators must list the AMSU creator");
-  require(std::strcmp(creator->getPluginVersion(), AMSU_OP_VERSION_STRING) == 0, "creator version");
-  require(std::strcmp(creator->getPluginNamespace(), AMSU_ATTR_PLUGIN_NAMESPACE_DEFAULT) == 0, "creator namespace");
+  nvinfer1::IPluginCreatorV3One* creator = astroedge::host_check::find_creator(AMSU_OP_NAME, AMSU_OP_VERSION_STRING, AMSU_ATTR_PLUGIN_NAMESPACE_DEFAULT, &n);
   PluginFieldCollection const* names = creator->getFieldNames();
   require(names->nbFields == 3 && std::strcmp(names->fields[0].name, AMSU_ATTR_NUM_HEADS) == 0 &&
               names->fields[0].type == PluginFieldType::kINT32 && std::strcmp(names->fields[1].name, AMSU_ATTR_THRESHOLD) == 0 &&
@@ -174,15 +135,8 @@ int main(int argc, char** argv) {
   require(build->getTimingCacheID() != nullptr && std::strstr(build->getTimingCacheID(), AMSU_ATTR_NUM_HEADS) != nullptr, "timing cache ID");
 
   // --- runtime phase: serialise, recreate as deserialisation does, attach to a context
-  auto* build_runtime = static_cast<nvinfer1::IPluginV3OneRuntime*>(built->getCapabilityInterface(nvinfer1::PluginCapabilityType::kRUNTIME));
-  PluginFieldCollection const* ser = build_runtime->getFieldsToSerialize();
-  std::unique_ptr<nvinfer1::IPluginV3> loaded(creator->createPlugin("amsu0", ser, nvinfer1::TensorRTPhase::kRUNTIME));
-  require(loaded != nullptr, "createPlugin from getFieldsToSerialize() returned nullptr");
-  auto* loaded_runtime = static_cast<nvinfer1::IPluginV3OneRuntime*>(loaded->getCapabilityInterface(nvinfer1::PluginCapabilityType::kRUNTIME));
-  std::unique_ptr<nvinfer1::IPluginV3> attached(loaded_runtime->attachToContext(nullptr));
-  require(attached != nullptr, "attachToContext returned nullptr");
-  auto* runtime = static_cast<nvinfer1::IPluginV3OneRuntime*>(attached->getCapabilityInterface(nvinfer1::PluginCapabilityType::kRUNTIME));
-  require(std::strcmp(runtime->getInterfaceInfo().kind, "PLUGIN_V3ONE_RUNTIME") == 0, "kRUNTIME capability has the wrong interface");
+  std::unique_ptr<nvinfer1::IPluginV3> attached = astroedge::host_check::deserialize_and_attach(*built, *creator, "amsu0");
+  nvinfer1::IPluginV3OneRuntime* runtime = astroedge::host_check::runtime_of(*attached);
   require(runtime->onShapeChange(in.data(), 9, out.data(), 3) == 0, "onShapeChange with the contract's shapes");
 
   // --- enqueue on host buffers (amsu_cuda_forward is the CPU kernel in this program)

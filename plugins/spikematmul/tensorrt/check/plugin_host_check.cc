@@ -19,41 +19,17 @@
 
 #include "NvInferRuntime.h"
 #include "spikematmul_contract.h"
-
-extern "C" nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators);
+#include "check/host_check.h"
 
 namespace {
 
+using astroedge::host_check::desc;
+using astroedge::host_check::read_file;
+using astroedge::host_check::require;
 using nvinfer1::DataType;
 using nvinfer1::PluginField;
 using nvinfer1::PluginFieldCollection;
 using nvinfer1::PluginFieldType;
-
-void require(bool ok, std::string const& what) {
-  if (!ok) {
-    std::printf("FAIL: %s\n", what.c_str());
-    std::exit(1);
-  }
-}
-
-std::vector<char> read_file(std::string const& path, size_t bytes) {
-  std::vector<char> data(bytes);
-  FILE* f = std::fopen(path.c_str(), "rb");
-  require(f != nullptr, "cannot open " + path);
-  require(std::fread(data.data(), 1, bytes, f) == bytes, path + " is shorter than " + std::to_string(bytes) + " bytes");
-  std::fclose(f);
-  return data;
-}
-
-nvinfer1::PluginTensorDesc desc(std::vector<int64_t> const& dims, DataType type) {
-  nvinfer1::PluginTensorDesc d{};
-  d.dims.nbDims = static_cast<int32_t>(dims.size());
-  for (size_t i = 0; i < dims.size(); ++i) d.dims.d[i] = dims[i];
-  d.type = type;
-  d.format = nvinfer1::TensorFormat::kLINEAR;
-  d.scale = 1.0f;
-  return d;
-}
 
 }  // namespace
 
@@ -71,16 +47,9 @@ int main(int argc, char** argv) {
 
   // --- the creator, found by name among the library's creators
   int32_t count = 0;
-  nvinfer1::IPluginCreatorInterface* const* creators = getCreators(count);
-  nvinfer1::IPluginCreatorV3One* creator = nullptr;
-  for (int32_t i = 0; i < count; ++i) {
-    auto* c = static_cast<nvinfer1::IPluginCreatorV3One*>(creators[i]);
-    require(std::strcmp(creators[i]->getInterfaceInfo().kind, "PLUGIN CREATOR_V3ONE") == 0, "creator is not IPluginCreatorV3One");
-    if (std::strcmp(c->getPluginName(), SPIKEMATMUL_OP_NAME) == 0) creator = c;
-  }
-  require(count == 2 && creator != nullptr, "getCreators must list the AMSU and SpikeMatMul creators");
-  require(std::strcmp(creator->getPluginVersion(), SPIKEMATMUL_OP_VERSION_STRING) == 0, "creator version");
-  require(std::strcmp(creator->getPluginNamespace(), SPIKEMATMUL_ATTR_PLUGIN_NAMESPACE_DEFAULT) == 0, "creator namespace");
+  nvinfer1::IPluginCreatorV3One* creator =
+      astroedge::host_check::find_creator(SPIKEMATMUL_OP_NAME, SPIKEMATMUL_OP_VERSION_STRING, SPIKEMATMUL_ATTR_PLUGIN_NAMESPACE_DEFAULT, &count);
+  require(count == 2, "getCreators must list the AMSU and SpikeMatMul creators");
   PluginFieldCollection const* names = creator->getFieldNames();
   require(names->nbFields == 2 && std::strcmp(names->fields[0].name, SPIKEMATMUL_ATTR_OUT_FEATURES) == 0 &&
               std::strcmp(names->fields[1].name, SPIKEMATMUL_ATTR_BLOCK_SIZE) == 0 && names->fields[0].type == PluginFieldType::kINT32 &&
@@ -160,13 +129,8 @@ int main(int argc, char** argv) {
   require(std::strstr(build->getTimingCacheID(), SPIKEMATMUL_ATTR_OUT_FEATURES) != nullptr, "timing cache ID");
 
   // --- runtime: serialise, recreate, attach, shapes, enqueue on host buffers
-  auto* build_runtime = static_cast<nvinfer1::IPluginV3OneRuntime*>(built->getCapabilityInterface(nvinfer1::PluginCapabilityType::kRUNTIME));
-  std::unique_ptr<nvinfer1::IPluginV3> loaded(creator->createPlugin("smm0", build_runtime->getFieldsToSerialize(), nvinfer1::TensorRTPhase::kRUNTIME));
-  require(loaded != nullptr, "createPlugin from getFieldsToSerialize() returned nullptr");
-  auto* loaded_runtime = static_cast<nvinfer1::IPluginV3OneRuntime*>(loaded->getCapabilityInterface(nvinfer1::PluginCapabilityType::kRUNTIME));
-  std::unique_ptr<nvinfer1::IPluginV3> attached(loaded_runtime->attachToContext(nullptr));
-  require(attached != nullptr, "attachToContext returned nullptr");
-  auto* runtime = static_cast<nvinfer1::IPluginV3OneRuntime*>(attached->getCapabilityInterface(nvinfer1::PluginCapabilityType::kRUNTIME));
+  std::unique_ptr<nvinfer1::IPluginV3> attached = astroedge::host_check::deserialize_and_attach(*built, *creator, "smm0");
+  nvinfer1::IPluginV3OneRuntime* runtime = astroedge::host_check::runtime_of(*attached);
   require(runtime->onShapeChange(in.data(), nin, out.data(), 1) == 0, "onShapeChange with the contract's shapes");
 
   size_t const asize = half ? 2 : 4;
@@ -179,9 +143,7 @@ int main(int argc, char** argv) {
   if (with_bias) inputs.push_back(bias.data());
   void* outputs[1] = {y.data()};
   require(runtime->enqueue(in.data(), out.data(), inputs.data(), outputs, nullptr, nullptr) == 0, "enqueue failed");
-  FILE* f = std::fopen((dir + "/y.bin").c_str(), "wb");
-  require(f != nullptr && std::fwrite(y.data(), 1, y.size(), f) == y.size(), "cannot write y.bin");
-  std::fclose(f);
+  astroedge::host_check::write_file(dir + "/y.bin", y.data(), y.size());
   std::printf("OK: SpikeMatMul plugin host check passed (B=%lld T=%lld K=%lld N=%d %s %s%s)\n", static_cast<long long>(b), static_cast<long long>(t),
               static_cast<long long>(k), n, half ? "f16" : "f32", format.c_str(), with_bias ? " + bias" : "");
   return 0;
