@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +32,13 @@ from astroedge.config import ModelConfig
 
 class _Spike(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, drive: Tensor, width: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, drive: Tensor, width: float) -> Tensor:
         ctx.save_for_backward(drive)
         ctx.width = width
         return (drive > 0).to(drive.dtype)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         (drive,) = ctx.saved_tensors
         w = ctx.width
         return grad * torch.clamp(1.0 - drive.abs() / w, min=0.0) / w, None
@@ -85,7 +85,7 @@ def rope_cos_sin(positions: Tensor, tables: Tensor) -> tuple[Tensor, Tensor]:
         digit = torch.remainder(torch.div(positions, ROPE_RADIX**level, rounding_mode="floor"), ROPE_RADIX)
         row = F.embedding(digit + level * ROPE_RADIX, tables)
         c, s = row[..., :half], row[..., half:]
-        if cos is None:
+        if cos is None or sin is None:
             cos, sin = c, s
         else:
             cos, sin = cos * c - sin * s, sin * c + cos * s
@@ -240,6 +240,9 @@ class RMSNorm(nn.Module):
 class AMSUBlock(nn.Module):
     """Projections and RoPE (stateless, standard ops) around the AMSU recurrence, then W_O."""
 
+    gamma: Tensor  # buffers, declared for the type checker (nn.Module.__getattr__ is typed Tensor | Module)
+    beta: Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d = cfg.d_model
@@ -329,6 +332,8 @@ class ModelOutput(NamedTuple):
 
 
 class AMSNet(nn.Module):
+    rope: Tensor  # buffer, declared for the type checker (nn.Module.__getattr__ is typed Tensor | Module)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         cfg.validate()
@@ -343,13 +348,16 @@ class AMSNet(nn.Module):
     def _init_weights(self) -> None:
         d = self.cfg.d_model
         nn.init.normal_(self.embed.weight, std=1.0)
-        for layer in self.layers:
-            assert isinstance(layer, Layer)
+        for layer in self.blocks():
             nn.init.normal_(layer.amsu.in_proj.weight, std=d**-0.5)
             nn.init.normal_(layer.ffn.up.weight, std=d**-0.5)
             for out in (layer.amsu.out_proj, layer.ffn.down):
                 nn.init.normal_(out.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layers))
         nn.init.normal_(self.head.weight, std=0.02)
+
+    def blocks(self) -> list[Layer]:
+        """self.layers as the Layer objects they are: nn.ModuleList's items are typed nn.Module."""
+        return cast(list[Layer], list(self.layers))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

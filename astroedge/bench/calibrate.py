@@ -81,7 +81,7 @@ def calibrated_model(config: Any, seed: int = 0, tokens: int = CALIB_TOKENS) -> 
     with torch.no_grad():
         cos, sin = rope_cos_sin(torch.arange(tok.shape[1]).view(1, -1), model.rope)
         x = model.embed(tok)
-        for i, layer in enumerate(model.layers):
+        for i, layer in enumerate(model.blocks()):
             state = model.init_state(1)
             xs, q, k, v = layer.amsu.project(layer.norm1(x), cos, sin)
             p = layer.amsu.params()

@@ -59,6 +59,8 @@ def _rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 class Transformer(nn.Module):
+    inv_freq: Tensor  # buffer, declared for the type checker (nn.Module.__getattr__ is typed Tensor | Module)
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
