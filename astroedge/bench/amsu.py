@@ -65,7 +65,7 @@ def ort_runner(case: AmsuCase, feeds: dict[str, np.ndarray], use_library: bool) 
     session = info.session
 
     def run() -> list[np.ndarray]:
-        return session.run(None, feeds)  # type: ignore[attr-defined]
+        return session.run(None, feeds)
 
     return run
 

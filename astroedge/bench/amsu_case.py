@@ -7,6 +7,7 @@ Inputs are numpy (the ORT and ctypes paths need no torch); the reference imports
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -105,11 +106,11 @@ def single_node_model(
     if dim is not None and heads:
         sizes |= {"D": dim, "NH": heads, "HD": dim // heads}
 
-    def value(name: str, port_dtype: str, shape: tuple[str, ...]) -> onnx.ValueInfoProto:
-        dims = [sizes[d] for d in shape] if dim is not None else None
+    def value(name: str, port_dtype: str, shape: tuple[str, ...] | None) -> onnx.ValueInfoProto:
+        dims = [sizes[d] for d in shape] if dim is not None and shape is not None else None
         return helper.make_tensor_value_info(name, elem[dtype] if port_dtype == "T" else elem[port_dtype], dims)
 
-    attrs: dict[str, object] = {"threshold": THRESHOLD, "eps": EPS}
+    attrs: dict[str, Any] = {"threshold": THRESHOLD, "eps": EPS}  # make_node's **kwargs: Any, one ONNX attribute each
     if heads is not None:
         attrs["num_heads"] = heads
     attrs.update(attributes or {})

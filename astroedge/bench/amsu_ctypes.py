@@ -34,7 +34,7 @@ class AmsuKernels:
 
     def __init__(self, path: Path = KERNEL_LIBRARY) -> None:
         self.lib = ctypes.CDLL(str(path))
-        args = [ctypes.POINTER(AmsuShape), AmsuAttrs, ctypes.c_int, ctypes.POINTER(AmsuBuffers)]
+        args = (ctypes.POINTER(AmsuShape), AmsuAttrs, ctypes.c_int, ctypes.POINTER(AmsuBuffers))
         self.lib.amsu_cuda_forward.argtypes = [*args, ctypes.c_void_p]
         self.lib.amsu_cuda_forward_ws.argtypes = [*args, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
         self.lib.amsu_cpu_forward.argtypes = [*args, ctypes.c_int]

@@ -20,8 +20,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx  # annotations only: the functions below import it when called
 
 GATHER_ONLY = ("Gather",)  # tables read one row per token (embedding, RoPE), not whole
 
@@ -54,7 +58,7 @@ def read_bandwidth(gib: float = 1.0, threads: int = 0, repeats: int = 5) -> Band
     return Bandwidth(buf.nbytes / best / 1e9, method)
 
 
-def _load(onnx_path: Path) -> object:
+def _load(onnx_path: Path) -> onnx.ModelProto:
     import onnx
 
     return onnx.load(str(onnx_path), load_external_data=False)
@@ -70,7 +74,7 @@ def weight_bytes_per_token(onnx_path: Path, rates: dict[tuple[str, int], float] 
     from astroedge.export.spike_matmul import spike_products
 
     model = _load(onnx_path)
-    graph = model.graph  # type: ignore[attr-defined]
+    graph = model.graph
     consumers: dict[str, set[str]] = {}
     for node in graph.node:
         for name in node.input:
@@ -89,11 +93,11 @@ def weight_bytes_per_token(onnx_path: Path, rates: dict[tuple[str, int], float] 
     return int(total)
 
 
-def _tensor_bytes(t: object) -> int:
+def _tensor_bytes(t: onnx.TensorProto) -> int:
     """Stored bytes of an initializer; int4 packs two values a byte."""
     from onnx import TensorProto, helper
 
-    count = int(np.prod(t.dims)) if t.dims else 1  # type: ignore[attr-defined]
-    if t.data_type in (TensorProto.INT4, TensorProto.UINT4):  # type: ignore[attr-defined]
+    count = int(np.prod(t.dims)) if t.dims else 1
+    if t.data_type in (TensorProto.INT4, TensorProto.UINT4):
         return (count + 1) // 2
-    return count * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize  # type: ignore[attr-defined]
+    return count * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize

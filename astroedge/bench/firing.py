@@ -53,6 +53,6 @@ def firing_rates(package: Path, ids: np.ndarray) -> list[SiteRate]:
     session = create_session(model.SerializeToString(), "cpu").session
     feed = {pkg.tokens_input: ids.reshape(1, -1).astype(np.int64), pkg.position_input: np.zeros(1, np.int64)}
     feed.update({s.input: np.zeros(s.concrete_shape(1), np.float32) for s in pkg.state})
-    values = session.run(names, feed)  # type: ignore[attr-defined]
+    values = session.run(names, feed)
     mean = {n: float(np.mean(v)) for n, v in zip(names, values, strict=True)}
     return [SiteRate(p.layer, p.site, p.spikes, mean[p.spikes]) for p in products]

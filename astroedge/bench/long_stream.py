@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from astroedge.runtime import Engine
 from astroedge.runtime.stats import proc_status_kib
@@ -22,12 +23,14 @@ def run(package: Path, tokens: int, prompt: str = "ROMEO:", checkpoints: int = 2
     engine = Engine(package)
     stream = engine.create_stream()
     every = max(tokens // checkpoints, 1)
-    rows, t0 = [], time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
     gen = stream.generate(prompt, max_new_tokens=tokens, temperature=0.8, seed=1)
     for i, _ in enumerate(gen, start=1):
         if i % every == 0 or i == tokens:
             rows.append({"tokens": i, "seconds": round(time.perf_counter() - t0, 2), "rss_kib": proc_status_kib("VmRSS")})
-    warm = rows[0]["rss_kib"]
+    rss = [r["rss_kib"] for r in rows if r["rss_kib"] is not None]  # VmRSS: None off Linux
+    warm = rss[0] if rss else None
     return {
         "package": str(package),
         "kernel": engine.kernel,
@@ -35,7 +38,7 @@ def run(package: Path, tokens: int, prompt: str = "ROMEO:", checkpoints: int = 2
         "position_after": stream.position,
         "tokens_per_s": round(tokens / (time.perf_counter() - t0), 1),
         "rss_kib_after_warmup": warm,
-        "rss_kib_max_growth_after_warmup": max(r["rss_kib"] for r in rows) - warm,
+        "rss_kib_max_growth_after_warmup": max(rss) - rss[0] if rss else None,
         "state_bytes_per_stream": stream.state_bytes,
         "checkpoints": rows,
     }

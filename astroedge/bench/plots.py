@@ -104,9 +104,9 @@ def write_plots(report: dict[str, Any], folder: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(10, 6))
     for impl, p, rows in _series(report):
-        pts = sorted((r["context"], r["peak_rss_mib"]) for r in rows if r["peak_rss_mib"] is not None)
-        if pts:
-            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=f"{impl} {p}", **_style(impl, p))
+        mem = sorted((r["context"], r["peak_rss_mib"]) for r in rows if r["peak_rss_mib"] is not None)
+        if mem:
+            ax.plot([x for x, _ in mem], [y for _, y in mem], marker="o", label=f"{impl} {p}", **_style(impl, p))
     _context_axis(ax, contexts)
     ax.set_yscale("log")
     ax.set_ylabel("peak process memory, MiB (log scale)")

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from astroedge.errors import UserError
 from astroedge.native import ORT_LIBRARY_ENV, ORT_LIBRARY_NAMES, get_library_path
+
+if TYPE_CHECKING:
+    import onnxruntime as ort  # annotations only: create_session imports it when called
 
 LIBRARY_ENV = ORT_LIBRARY_ENV
 _LIB_NAMES = ORT_LIBRARY_NAMES
@@ -36,7 +40,7 @@ def library_path(device: str = "cpu") -> Path | None:
 
 @dataclass
 class SessionInfo:
-    session: object  # onnxruntime.InferenceSession
+    session: ort.InferenceSession
     kernel: str  # "library" (native AMSU kernels) or "fallback" (the ONNX function, inlined)
     library: Path | None
     providers: list[str]
