@@ -262,14 +262,14 @@ class Stream:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def _encode(self, tokens_or_text: str | Sequence[int]) -> np.ndarray:
+    def _encode(self, tokens_or_text: str | Sequence[int] | np.ndarray) -> np.ndarray:
         raw = self.engine.tokenizer.encode(tokens_or_text) if isinstance(tokens_or_text, str) else tokens_or_text
         ids = _token_array(raw)
         if ids.size == 0:
             raise UserError("empty prompt: give at least one token or character")
         return ids
 
-    def feed(self, tokens_or_text: str | Sequence[int], chunk: int = 256) -> np.ndarray:
+    def feed(self, tokens_or_text: str | Sequence[int] | np.ndarray, chunk: int = 256) -> np.ndarray:
         """Prefill: run the tokens (or the encoded text); returns the last logits [V].
 
         libastroedge runs graph calls of up to 256 tokens; a smaller `chunk` makes more, smaller calls.
@@ -363,7 +363,7 @@ class Stream:
                 if done.value:
                     return
                 if decoder is None:
-                    text = ctypes.string_at(piece.value, size.value).decode("utf-8")  # C made valid UTF-8 (U+FFFD repaired)
+                    text = ctypes.string_at(piece, size.value).decode("utf-8")  # C made valid UTF-8 (U+FFFD repaired)
                 else:
                     text = decoder.push(token.value)
                     raw = text.encode("utf-8")
