@@ -44,7 +44,8 @@ def _writer_alive(pid: int) -> bool:
 
 def remove_stale_temps(path: Path) -> list[Path]:
     """Remove `.NAME.*.tmp` leftovers of killed writers of `path`; returns what was removed."""
-    prefix, removed = f".{path.name}.", []
+    prefix = f".{path.name}."
+    removed: list[Path] = []
     parent = path.parent if str(path.parent) else Path(".")
     try:
         entries = list(parent.iterdir())

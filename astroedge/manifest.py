@@ -688,6 +688,7 @@ class _Protobuf:
         while pos < end:
             key, pos = self._varint(pos, end)
             number, wire = key >> 3, key & 7
+            value: int | tuple[int, int]
             if number == 0:
                 raise ValueError("field number 0")
             if wire == 0:
@@ -867,7 +868,7 @@ def check_graph(facts: GraphFacts, manifest: Manifest, source: str) -> None:
     }
     want_out: dict[str, tuple[int, tuple[int | str | None, ...]]] = {manifest.io.logits: (ONNX_FLOAT, (None, None, cfg.vocab_size))}
     for s in manifest.state:
-        dims = (None, *(int(d) for d in s.shape[1:]))
+        dims: tuple[int | str | None, ...] = (None, *(int(d) for d in s.shape[1:]))
         want_in[s.input] = (ONNX_FLOAT, dims)
         want_out[s.output] = (ONNX_FLOAT, dims)
     graph_inputs = [v for v in facts.inputs if v.name not in facts.initializers]
