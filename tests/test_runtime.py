@@ -535,7 +535,7 @@ def test_cuda_device_matches_cpu(tiny_package: Path, engine: Engine) -> None:
 @pytest.mark.gpu
 def test_cuda_memory_round_trip_for_the_tensorrt_plugin_test() -> None:
     """The ctypes libcudart layer tests/test_tensorrt_plugin.py feeds TensorRT through (TensorRT itself is not testable here)."""
-    from astroedge.runtime.cuda_memory import D2D, CudaRuntime, DeviceBuffer
+    from cuda_memory import D2D, CudaRuntime, DeviceBuffer
 
     try:
         cuda = CudaRuntime()

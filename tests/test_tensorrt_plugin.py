@@ -275,7 +275,7 @@ def trt_env() -> tuple[object, object]:
     library = tensorrt_plugin_path()
     if library is None:
         pytest.skip("the AMSU TensorRT plugin is not built (make plugins, with the TensorRT headers)")
-    from astroedge.runtime.cuda_memory import CudaRuntime
+    from cuda_memory import CudaRuntime
 
     try:
         cuda = CudaRuntime()
@@ -295,7 +295,7 @@ def trt_env() -> tuple[object, object]:
 @pytest.mark.gpu
 @pytest.mark.parametrize(("dtype", "alias"), VARIANTS, ids=VARIANT_IDS)
 def test_engine_matches_reference(trt_env: tuple[object, object], dtype: type[np.floating], alias: bool) -> None:
-    from astroedge.runtime.cuda_memory import DeviceBuffer
+    from cuda_memory import DeviceBuffer
 
     trt, cuda = trt_env
     case = _random_case(dtype, seed=5)

@@ -1,8 +1,8 @@
-"""The few CUDA runtime calls the TensorRT backend needs, through ctypes.
+"""The few CUDA runtime calls tests/test_tensorrt_plugin.py needs to feed TensorRT, through ctypes.
 
-TensorRT's Python API takes raw device pointers; torch (absent on the device) or cuda-python (one
-more dependency to install on a Jetson) are the usual sources. libcudart is always present where
-TensorRT is, so a dozen ctypes declarations do instead.
+TensorRT's Python API takes raw device pointers; torch or cuda-python (one more dependency) are the
+usual sources. libcudart is always present where TensorRT is, so a dozen ctypes declarations do
+instead. Only the tests use it, so it lives beside them, not in the installed package.
 """
 
 from __future__ import annotations
@@ -25,18 +25,19 @@ class CudaRuntime:
 
     def __init__(self) -> None:
         names = [os.environ[CUDART_ENV]] if os.environ.get(CUDART_ENV) else list(_NAMES)
-        self.lib = None
+        lib: ctypes.CDLL | None = None
         for name in names:
             try:
-                self.lib = ctypes.CDLL(name)
+                lib = ctypes.CDLL(name)
                 break
             except OSError:
                 continue
-        if self.lib is None:
+        if lib is None:
             raise UserError(
                 f"the CUDA runtime library (libcudart) was not found (tried {', '.join(names)}); "
                 f"install the CUDA runtime (JetPack on Jetson) or set {CUDART_ENV} to its path"
             )
+        self.lib = lib
         vp, sz, c_int = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
         sigs = {
             "cudaMalloc": [ctypes.POINTER(vp), sz],
@@ -59,7 +60,7 @@ class CudaRuntime:
 
     def check(self, code: int, what: str) -> None:
         if code != 0:
-            msg = self.lib.cudaGetErrorString(code).decode() if self.lib is not None else str(code)
+            msg = self.lib.cudaGetErrorString(code).decode()
             raise UserError(f"CUDA call {what} failed: {msg} (error {code}); check the GPU and its driver (nvidia-smi / tegrastats)")
 
     def malloc(self, nbytes: int) -> int:
