@@ -79,8 +79,8 @@ fi
 echo "exports: $exported"
 echo "unresolved kernel ABI (from amsu_kernels_cuda, spikematmul_kernels_cuda): $kernel_syms"
 # The CPU kernels are other components' code: built with their own flags, not held to this script's -Werror.
-"$CXX" -std=c++17 -O2 -fopenmp-simd -fPIC -c "$ROOT/plugins/amsu/kernels/amsu_cpu.cc" -o "$WORK/amsu_cpu.o"
-"$CXX" -std=c++17 -O2 -fPIC -c "$ROOT/plugins/spikematmul/kernels/spikematmul_cpu.cc" -o "$WORK/spikematmul_cpu.o"
+"$CXX" -std=c++17 -O2 -fopenmp-simd -fPIC -I"$ROOT/plugins/common" -c "$ROOT/plugins/amsu/kernels/amsu_cpu.cc" -o "$WORK/amsu_cpu.o"
+"$CXX" -std=c++17 -O2 -fPIC -I"$ROOT/plugins/common" -c "$ROOT/plugins/spikematmul/kernels/spikematmul_cpu.cc" -o "$WORK/spikematmul_cpu.o"
 stand_ins=("$ROOT/plugins/amsu/tensorrt/check/cpu_as_cuda.cc" "$ROOT/plugins/spikematmul/tensorrt/check/cpu_as_cuda.cc" "$WORK/amsu_cpu.o" "$WORK/spikematmul_cpu.o")
 for op in amsu spikematmul; do
   "$CXX" "${flags[@]}" -pthread -o "$WORK/${op}_host_check" "${objects[@]}" "$ROOT/plugins/$op/tensorrt/check/plugin_host_check.cc" "${stand_ins[@]}"

@@ -6,35 +6,16 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstring>
 #include <random>
 #include <vector>
 
 #include "amsu_kernels.h"
+#include "half_bits.h"
 
 namespace {
 
-uint16_t float_to_half(float f) {  // round-to-nearest-even; inputs here are normal numbers of modest size
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const int32_t exp = static_cast<int32_t>((x >> 23) & 0xffu) - 127 + 15;
-  uint32_t man = x & 0x7fffffu;
-  if (exp <= 0) return static_cast<uint16_t>(sign);
-  uint32_t h = sign | (static_cast<uint32_t>(exp) << 10) | (man >> 13);
-  const uint32_t rest = man & 0x1fffu;
-  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;
-  return static_cast<uint16_t>(h);
-}
-
-float half_to_float(uint16_t h) {  // normal numbers and zero only (what float_to_half produces here)
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
-  const uint32_t bits = exp == 0 ? sign : (sign | ((exp + 112u) << 23) | (man << 13));
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
+using astroedge::float_to_half_bits;
+using astroedge::half_bits_to_float;
 
 struct Case {
   int64_t B, S, D, NH;
@@ -99,8 +80,8 @@ bool run_case(const Case& c, std::mt19937& rng) {
     for (auto* pair : {&x, &q, &k, &v}) {
       std::vector<uint16_t> hv(pair->size());
       for (size_t i = 0; i < hv.size(); ++i) {
-        hv[i] = float_to_half((*pair)[i]);
-        (*pair)[i] = half_to_float(hv[i]);
+        hv[i] = float_to_half_bits((*pair)[i]);
+        (*pair)[i] = half_bits_to_float(hv[i]);
       }
       (pair == &x ? xh : pair == &q ? qh : pair == &k ? kh : vh) = std::move(hv);
     }
@@ -129,7 +110,7 @@ bool run_case(const Case& c, std::mt19937& rng) {
   const double e_h = max_rel(ref.h, buf.h_out, n_h), e_u = max_rel(ref.u, buf.u_out, c.B * c.D);
   int64_t flips = 0, bad_flips = 0, bad_values = 0;
   for (int64_t i = 0; i < n_tok; ++i) {
-    const float s = f16 ? half_to_float(s16[i]) : s32[i];
+    const float s = f16 ? half_bits_to_float(s16[i]) : s32[i];
     if (s != 0.0f && s != 1.0f) ++bad_values;
     if ((s == 1.0f) != (ref.drive[i] > 0)) {
       ++flips;
