@@ -449,6 +449,7 @@ def _reference_evaluator(pkg: Package, reference: Impl, rng: np.random.Generator
         out = ReferenceEvaluator(proto).run(None, feed)
     except Exception as exc:  # noqa: BLE001 - onnx.reference's own limits (e.g. optional inputs of a local function): say so
         return {"skipped": f"onnx's reference evaluator cannot run this graph: {str(exc).strip().splitlines()[0]}"}
+    assert isinstance(out, list)  # the graph's outputs in order (a dict only with intermediate=True)
     dstate = [(float(np.abs(a - b).max()), max(1.0, float(np.abs(a).max()))) for a, b in zip(ref.state, out[1 : 1 + len(pkg.state)],
                                                                                               strict=True)]
     return {

@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -52,12 +53,11 @@ def amsu_onnx_form(x: Tensor, q: Tensor, k: Tensor, v: Tensor, h: Tensor, u: Ten
         return amsu_step_form(x, q, k, v, h, u, p)
     c = amsu_contract()
     inputs = dict(x=x, q=q, k=k, v=v, w_o=p.w_o, gamma=p.gamma, beta=p.beta, h_in=h, u_in=u)
-    attrs = {a.name: a.default for a in c.attributes if not a.required}  # plugin_namespace, plugin_version
-    attrs.update(num_heads=int(p.gamma.shape[0]), threshold=float(p.threshold), eps=float(p.eps))
+    defaults = {a.name: a.default for a in c.attributes if not a.required and a.default is not None}  # plugin_namespace, plugin_version
     s, h_out, u_out = torch.onnx.ops.symbolic_multi_out(
         f"{c.domain}::{c.name}",
         [inputs[name] for name in c.input_names],
-        attrs,
+        {**defaults, "num_heads": int(p.gamma.shape[0]), "threshold": float(p.threshold), "eps": float(p.eps)},
         dtypes=[x.dtype, torch.float32, torch.float32],
         shapes=[x.shape, h.shape, u.shape],
         version=c.version,
@@ -65,17 +65,19 @@ def amsu_onnx_form(x: Tensor, q: Tensor, k: Tensor, v: Tensor, h: Tensor, u: Ten
     return AMSUOut(s, h_out, u_out, s)
 
 
-def _div_mode(self: object, other: object, rounding_mode: str | None = None) -> object:
+def _div_mode(self: Any, other: Any, rounding_mode: str | None = None) -> Any:
     """aten.div.Tensor_mode with exact integer floor division (the RoPE digits of int64 positions).
 
     torchlib divides integers through float32, which is wrong beyond 2**24 (positions go to 2**32).
     Here a - mod(a, b) is an exact multiple of b (ONNX integer Mod with fmod=0 takes the divisor's
     sign, as Python does), so the truncating integer Div of it is exact. Everything else: torchlib's.
+    The values are the exporter's traced tensors, which onnxscript's opset signatures (typed for its
+    script language) do not describe: hence Any.
     """
     from onnxscript import opset18 as op
     from onnxscript.function_libs.torch_lib.ops.core import aten_div_mode
 
-    if not self.dtype.is_integer() or rounding_mode != "floor":  # type: ignore[attr-defined]
+    if not self.dtype.is_integer() or rounding_mode != "floor":
         return aten_div_mode(self, other, rounding_mode)
     other = op.CastLike(other, self)
     return op.Div(op.Sub(self, op.Mod(self, other, fmod=0)), other)
