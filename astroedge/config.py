@@ -107,8 +107,10 @@ class ModelConfig:
             want = type(fields[name].default)  # int or float: the defaults say which
             if isinstance(value, bool) or not isinstance(value, int if want is int else (int, float)):
                 raise UserError(f"{source}: config field '{name}' = {value!r}: must be {'an integer' if want is int else 'a number'}")
+        # checked above: ints for int fields, numbers (made floats here) for float fields
+        values: dict[str, Any] = {k: float(v) if type(fields[k].default) is float else v for k, v in data.items()}
         try:
-            return cls(**{k: float(v) if type(fields[k].default) is float else v for k, v in data.items()}).validate()
+            return cls(**values).validate()
         except UserError as exc:
             raise UserError(f"{source}: {exc}") from None
 

@@ -144,7 +144,11 @@ def run_training(opts: TrainOptions) -> None:
                 break
             if budget_s is not None and elapsed >= budget_s:
                 break
-            progress_frac = step / budget_steps if budget_steps else elapsed / budget_s  # type: ignore[operator]
+            if budget_steps is not None:
+                progress_frac = step / budget_steps
+            else:
+                assert budget_s is not None  # TrainOptions.validate: --steps or --minutes is always given
+                progress_frac = elapsed / budget_s
             for g in opt.param_groups:
                 g["lr"] = _lr_at(progress_frac, step, opts)
             starts = torch.randint(0, len(train_t) - opts.seq_len - 1, (opts.batch_size,), generator=gen)
