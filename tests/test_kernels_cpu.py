@@ -8,13 +8,11 @@ error, checked in a subprocess so that a crash would fail the test instead of ki
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
+from ort_bad_inputs import run_bad_inputs
 
 from astroedge.bench.amsu_case import AmsuCase, random_inputs, reference, single_node_model
 from astroedge.runtime.ort_session import create_session, library_path
@@ -75,21 +73,8 @@ def test_state_carries_across_calls() -> None:
     assert np.mean(np.concatenate([s1, s2], axis=1) != whole[0]) < 1e-3
 
 
-_BAD_INPUTS_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    import onnxruntime as ort
+_BAD_INPUTS = """
     from astroedge.bench.amsu_case import AmsuCase, random_inputs, single_node_model
-
-    def attempt(model, feeds):
-        opts = ort.SessionOptions()
-        opts.register_custom_ops_library(sys.argv[1])
-        try:
-            ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"]).run(None, feeds)
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-        return "no error"
 
     good = random_inputs(AmsuCase(batch=2, seq=3, dim=40, heads=5))
     results = {
@@ -100,17 +85,11 @@ _BAD_INPUTS_SCRIPT = textwrap.dedent(
         "missing_num_heads": attempt(single_node_model(heads=None), good),
         "mixed_dtypes": attempt(single_node_model("float16", heads=5), {**good, "x": good["x"].astype(np.float16)}),
     }
-    print(json.dumps(results))
-    """
-)
+"""
 
 
 def test_bad_inputs_give_clear_errors_not_crashes() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", _BAD_INPUTS_SCRIPT, str(LIBRARY)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert proc.returncode == 0, f"crashed (rc {proc.returncode}): {proc.stderr[-2000:]}"
-    errors = json.loads(proc.stdout.strip().splitlines()[-1])
+    errors = run_bad_inputs(_BAD_INPUTS, LIBRARY)
     assert "INVALID_ARGUMENT" in errors["d_not_divisible"] and "not divisible by num_heads = 3" in errors["d_not_divisible"]
     assert "input 'h_in' has shape [2, 5, 8, 7]; expected [B, NH, HD, HD] = [2, 5, 8, 8]" in errors["h_in_shape"]
     assert "input 'u_in' has shape [1, 40]; expected [B, D] = [2, 40]" in errors["u_in_batch"]

@@ -9,14 +9,12 @@ and inputs must give one clear onnxruntime error, checked in a subprocess so a c
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ort_bad_inputs import run_bad_inputs
 
 from astroedge.contract import spikematmul_contract
 from astroedge.contract.spikematmul import FORMATS, dequantize, quantize, reference, single_node_model
@@ -147,21 +145,8 @@ def test_onnxruntime_library_matches_reference(fmt: str, act: str) -> None:
         check_close(y, case)
 
 
-_BAD_INPUTS_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    import onnxruntime as ort
+_BAD_INPUTS = """
     from astroedge.contract.spikematmul import quantize, single_node_model
-
-    def attempt(model, feeds):
-        opts = ort.SessionOptions()
-        opts.register_custom_ops_library(sys.argv[1])
-        try:
-            ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"]).run(None, feeds)
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-        return "no error"
 
     s = np.ones((1, 2, 10), np.float32)
     w = np.ones((10, 6), np.float32)
@@ -183,18 +168,12 @@ _BAD_INPUTS_SCRIPT = textwrap.dedent(
         "bias": bad("float32", {"weight": w, "bias": np.ones(5, np.float32)}),
         "spikes_rank": bad("float32", {"weight": w}, feeds={"spikes": s[0]}),
     }
-    print(json.dumps(results))
-    """
-)
+"""
 
 
 @needs_library
 def test_bad_inputs_give_clear_errors_not_crashes() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", _BAD_INPUTS_SCRIPT, str(LIBRARY)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert proc.returncode == 0, f"crashed (rc {proc.returncode}): {proc.stderr[-2000:]}"
-    errors = json.loads(proc.stdout.strip().splitlines()[-1])
+    errors = run_bad_inputs(_BAD_INPUTS, LIBRARY)
     assert "input 'weight' has shape [9, 6]; expected [K, N] = [10, 6]" in errors["weight_rows"]
     assert "input 'weight' has shape [10, 6]; expected [K, N] = [10, 7]" in errors["out_features"]
     assert "required attribute 'out_features' (int) is missing" in errors["missing_out_features"]

@@ -139,6 +139,14 @@ def test_plugin_identity_and_fields_follow_the_contract(tmp_path: Path) -> None:
     assert build.returncode != 0 and "AMSU_ATTR_EPS" in build.stderr
 
 
+def _assert_field_errors(rows: dict[str, list[str]], expected: dict[str, str], plugin: str) -> None:
+    """Each refused case gives one line that starts with the plugin's field prefix and names the problem, and no plugin."""
+    for case, text in expected.items():
+        error = rows[case][0]
+        assert text in error and error.startswith(f"{plugin} plugin field") and "\n" not in error, (case, error)
+        assert rows[case][1] == "", case
+
+
 @needs_cxx
 def test_creator_field_rules(tmp_path: Path) -> None:
     rows = _run_fields_driver(json.loads(CONTRACT.read_text()), tmp_path)
@@ -152,10 +160,7 @@ def test_creator_field_rules(tmp_path: Path) -> None:
         "twice": "'num_heads' is given twice",
         "long": "'num_heads' has 2 elements",
     }
-    for case, text in expected_errors.items():
-        error = rows[case][0]
-        assert text in error and error.startswith("astroedge::AMSU plugin field") and "\n" not in error, (case, error)
-        assert rows[case][1] == "", case
+    _assert_field_errors(rows, expected_errors, "astroedge::AMSU")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -418,9 +423,7 @@ def test_spikematmul_plugin_identity_and_field_rules(tmp_path: Path) -> None:
         "negative": "'out_features' = -1 is out of range",
         "twice": "'out_features' is given twice",
     }
-    for case, text in expected_errors.items():
-        error = rows[case][0]
-        assert text in error and error.startswith("astroedge::SpikeMatMul plugin field") and "\n" not in error, (case, error)
+    _assert_field_errors(rows, expected_errors, "astroedge::SpikeMatMul")
 
 
 @pytest.mark.parametrize("fmt", ["float32", "float16", "int8", "int4"])
