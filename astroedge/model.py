@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +32,13 @@ from astroedge.config import ModelConfig
 
 class _Spike(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, drive: Tensor, width: float) -> Tensor:
+    def forward(ctx: Any, drive: Tensor, width: float) -> Tensor:  # ctx: Any, its stub (FunctionCtx) lacks saved_tensors and width
         ctx.save_for_backward(drive)
         ctx.width = width
         return (drive > 0).to(drive.dtype)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (drive,) = ctx.saved_tensors
         w = ctx.width
         return grad * torch.clamp(1.0 - drive.abs() / w, min=0.0) / w, None
