@@ -28,8 +28,6 @@ from astroedge.model import AMSUParams, amsu_step_form
 ROOT = Path(__file__).resolve().parents[1]
 CONTRACT = ROOT / "astroedge" / "contract" / "amsu.json"
 GENERATOR = ROOT / "plugins" / "gen_contract_header.py"
-TRT_SRC = ROOT / "plugins" / "amsu" / "tensorrt"
-SMM_TRT_SRC = ROOT / "plugins" / "spikematmul" / "tensorrt"
 TRT_COMMON = ROOT / "plugins" / "common" / "tensorrt"
 CHECK_SCRIPT = ROOT / "plugins" / "scripts" / "check_tensorrt_plugin.sh"
 CXX = os.environ.get("CXX", "g++")
@@ -71,15 +69,17 @@ int main() {
 """
 
 
-def _generate_header(contract: dict, folder: Path) -> None:
+def _generate_header(op: str, contract: dict, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "amsu.json").write_text(json.dumps(contract))
-    subprocess.run([sys.executable, str(GENERATOR), str(folder / "amsu.json"), str(folder / "amsu_contract.h")], check=True)
+    (folder / f"{op}.json").write_text(json.dumps(contract))
+    subprocess.run([sys.executable, str(GENERATOR), str(folder / f"{op}.json"), str(folder / f"{op}_contract.h")], check=True)
 
 
-def _compile_fields_driver(contract: dict, folder: Path) -> subprocess.CompletedProcess[str]:
-    _generate_header(contract, folder)
-    (folder / "driver.cc").write_text(FIELDS_DRIVER)
+def _compile_fields_driver(op: str, driver: str, contract: dict, folder: Path) -> subprocess.CompletedProcess[str]:
+    """Builds `driver` with the op's TensorRT-free field reader (plugins/<op>/tensorrt/<op>_trt_fields.cc) against `contract`."""
+    _generate_header(op, contract, folder)
+    (folder / "driver.cc").write_text(driver)
+    src = ROOT / "plugins" / op / "tensorrt"
     cmd = [
         CXX,
         "-std=c++17",
@@ -87,18 +87,19 @@ def _compile_fields_driver(contract: dict, folder: Path) -> subprocess.Completed
         "-Wextra",
         "-Werror",
         f"-I{folder}",
-        f"-I{TRT_SRC}",
+        f"-I{src}",
         f"-I{TRT_COMMON}",
         str(folder / "driver.cc"),
-        str(TRT_SRC / "amsu_trt_fields.cc"),
+        str(src / f"{op}_trt_fields.cc"),
         "-o",
         str(folder / "driver"),
     ]
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
-def _run_fields_driver(contract: dict, folder: Path) -> dict[str, list[str]]:
-    build = _compile_fields_driver(contract, folder)
+def _run_fields_driver(op: str, driver: str, contract: dict, folder: Path) -> dict[str, list[str]]:
+    """The driver's output lines by label; "field" rows are collected in order."""
+    build = _compile_fields_driver(op, driver, contract, folder)
     assert build.returncode == 0, build.stderr
     out = subprocess.run([str(folder / "driver")], capture_output=True, text=True, check=True).stdout
     rows: dict[str, list[str]] = {"field": []}
@@ -118,7 +119,7 @@ needs_cxx = pytest.mark.skipif(shutil.which(CXX) is None, reason=f"needs a C++17
 def test_plugin_identity_and_fields_follow_the_contract(tmp_path: Path) -> None:
     contract = json.loads(CONTRACT.read_text())
     attrs = {a["name"]: a for a in contract["attributes"]}
-    rows = _run_fields_driver(contract, tmp_path / "real")
+    rows = _run_fields_driver("amsu", FIELDS_DRIVER, contract, tmp_path / "real")
     assert rows["identity"] == [contract["name"], str(contract["version"]), attrs["plugin_namespace"]["default"]]
     # INT -> kInt32 (0), FLOAT -> kFloat32 (2): the types the ONNX parser passes for the node's attributes
     kinds = {"int": "0", "float": "2"}
@@ -130,12 +131,12 @@ def test_plugin_identity_and_fields_follow_the_contract(tmp_path: Path) -> None:
     altered = json.loads(CONTRACT.read_text())
     altered["name"], altered["version"] = "AMSX", 7
     next(a for a in altered["attributes"] if a["name"] == "plugin_namespace")["default"] = "edgetest"
-    assert _run_fields_driver(altered, tmp_path / "altered")["identity"] == ["AMSX", "7", "edgetest"]
+    assert _run_fields_driver("amsu", FIELDS_DRIVER, altered, tmp_path / "altered")["identity"] == ["AMSX", "7", "edgetest"]
 
     # ...and renaming an attribute the plugin reads stops the build instead of shipping a stale field name.
     renamed = json.loads(CONTRACT.read_text())
     next(a for a in renamed["attributes"] if a["name"] == "eps")["name"] = "epsilon"
-    build = _compile_fields_driver(renamed, tmp_path / "renamed")
+    build = _compile_fields_driver("amsu", FIELDS_DRIVER, renamed, tmp_path / "renamed")
     assert build.returncode != 0 and "AMSU_ATTR_EPS" in build.stderr
 
 
@@ -149,7 +150,7 @@ def _assert_field_errors(rows: dict[str, list[str]], expected: dict[str, str], p
 
 @needs_cxx
 def test_creator_field_rules(tmp_path: Path) -> None:
-    rows = _run_fields_driver(json.loads(CONTRACT.read_text()), tmp_path)
+    rows = _run_fields_driver("amsu", FIELDS_DRIVER, json.loads(CONTRACT.read_text()), tmp_path)
     assert rows["good"] == ["", "AMSU/1/astroedge num_heads=4 threshold=0.5 eps=9.99999975e-06", "plugin_version"]
     assert rows["wide"][:2] == ["", "AMSU/1/astroedge num_heads=2 threshold=0.25 eps=9.99999975e-06"]
     expected_errors = {
@@ -385,33 +386,7 @@ int main() {
 def test_spikematmul_plugin_identity_and_field_rules(tmp_path: Path) -> None:
     contract = json.loads(SMM_CONTRACT.read_text())
     attrs = {a["name"]: a for a in contract["attributes"]}
-    for op in ("amsu", "spikematmul"):  # the fields header includes the common one, built from both contracts' generator
-        src = ROOT / "astroedge" / "contract" / f"{op}.json"
-        subprocess.run([sys.executable, str(GENERATOR), str(src), str(tmp_path / f"{op}_contract.h")], check=True)
-    (tmp_path / "driver.cc").write_text(SMM_FIELDS_DRIVER)
-    cmd = [
-        CXX,
-        "-std=c++17",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        f"-I{tmp_path}",
-        f"-I{SMM_TRT_SRC}",
-        f"-I{TRT_COMMON}",
-        str(tmp_path / "driver.cc"),
-        str(SMM_TRT_SRC / "spikematmul_trt_fields.cc"),
-        "-o",
-        str(tmp_path / "driver"),
-    ]
-    build = subprocess.run(cmd, capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    rows: dict[str, list[str]] = {"field": []}
-    for line in subprocess.run([str(tmp_path / "driver")], capture_output=True, text=True, check=True).stdout.splitlines():
-        label, *rest = line.split("\t")
-        if label == "field":
-            rows["field"].append("\t".join(rest))
-        else:
-            rows[label] = rest
+    rows = _run_fields_driver("spikematmul", SMM_FIELDS_DRIVER, contract, tmp_path)
     assert rows["identity"] == [contract["name"], str(contract["version"]), attrs["plugin_namespace"]["default"]]
     assert rows["field"] == ["out_features\t0", "block_size\t0"]  # both INT32, in the contract's attribute order
     assert rows["good"] == ["", "SpikeMatMul/1/astroedge out_features=768 block_size=64", "plugin_namespace"]
