@@ -26,18 +26,7 @@
 #include "amsu_contract.h"
 #include "check/host_check.h"
 
-namespace {
-
-using astroedge::host_check::desc;
-using astroedge::host_check::read_file;
-using astroedge::host_check::require;
-using astroedge::host_check::write_file;
-using nvinfer1::DataType;
-using nvinfer1::PluginField;
-using nvinfer1::PluginFieldCollection;
-using nvinfer1::PluginFieldType;
-
-}  // namespace
+using namespace astroedge::host_check;  // require, desc, read/write_file, find_creator, TensorRT type names
 
 int main(int argc, char** argv) {
   require(argc == 10, "usage: plugin_host_check DIR B S D NH DTYPE ALIAS THRESHOLD EPS");
@@ -52,7 +41,7 @@ int main(int argc, char** argv) {
 
   // --- the library entry point, as IPluginRegistry::loadLibrary uses it (the library also holds the SpikeMatMul creator)
   int32_t n = 0;
-  nvinfer1::IPluginCreatorV3One* creator = astroedge::host_check::find_creator(AMSU_OP_NAME, AMSU_OP_VERSION_STRING, AMSU_ATTR_PLUGIN_NAMESPACE_DEFAULT, &n);
+  nvinfer1::IPluginCreatorV3One* creator = find_creator(AMSU_OP_NAME, AMSU_OP_VERSION_STRING, AMSU_ATTR_PLUGIN_NAMESPACE_DEFAULT, &n);
   PluginFieldCollection const* names = creator->getFieldNames();
   require(names->nbFields == 3 && std::strcmp(names->fields[0].name, AMSU_ATTR_NUM_HEADS) == 0 &&
               names->fields[0].type == PluginFieldType::kINT32 && std::strcmp(names->fields[1].name, AMSU_ATTR_THRESHOLD) == 0 &&
@@ -135,8 +124,8 @@ int main(int argc, char** argv) {
   require(build->getTimingCacheID() != nullptr && std::strstr(build->getTimingCacheID(), AMSU_ATTR_NUM_HEADS) != nullptr, "timing cache ID");
 
   // --- runtime phase: serialise, recreate as deserialisation does, attach to a context
-  std::unique_ptr<nvinfer1::IPluginV3> attached = astroedge::host_check::deserialize_and_attach(*built, *creator, "amsu0");
-  nvinfer1::IPluginV3OneRuntime* runtime = astroedge::host_check::runtime_of(*attached);
+  std::unique_ptr<nvinfer1::IPluginV3> attached = deserialize_and_attach(*built, *creator, "amsu0");
+  nvinfer1::IPluginV3OneRuntime* runtime = runtime_of(*attached);
   require(runtime->onShapeChange(in.data(), 9, out.data(), 3) == 0, "onShapeChange with the contract's shapes");
 
   // --- enqueue on host buffers (amsu_cuda_forward is the CPU kernel in this program)

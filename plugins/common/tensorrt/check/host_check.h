@@ -22,6 +22,12 @@ extern "C" nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCrea
 namespace astroedge {
 namespace host_check {
 
+// TensorRT's names that every host check spells out (they bring them in with this namespace).
+using nvinfer1::DataType;
+using nvinfer1::PluginField;
+using nvinfer1::PluginFieldCollection;
+using nvinfer1::PluginFieldType;
+
 /* Prints "FAIL: what" and exits 1 unless ok. */
 inline void require(bool ok, std::string const& what) {
   if (!ok) {

@@ -21,17 +21,7 @@
 #include "spikematmul_contract.h"
 #include "check/host_check.h"
 
-namespace {
-
-using astroedge::host_check::desc;
-using astroedge::host_check::read_file;
-using astroedge::host_check::require;
-using nvinfer1::DataType;
-using nvinfer1::PluginField;
-using nvinfer1::PluginFieldCollection;
-using nvinfer1::PluginFieldType;
-
-}  // namespace
+using namespace astroedge::host_check;  // require, desc, read/write_file, find_creator, TensorRT type names
 
 int main(int argc, char** argv) {
   require(argc == 10, "usage: spikematmul_host_check DIR B T K N BLOCK_SIZE ACT FORMAT BIAS");
@@ -48,7 +38,7 @@ int main(int argc, char** argv) {
   // --- the creator, found by name among the library's creators
   int32_t count = 0;
   nvinfer1::IPluginCreatorV3One* creator =
-      astroedge::host_check::find_creator(SPIKEMATMUL_OP_NAME, SPIKEMATMUL_OP_VERSION_STRING, SPIKEMATMUL_ATTR_PLUGIN_NAMESPACE_DEFAULT, &count);
+      find_creator(SPIKEMATMUL_OP_NAME, SPIKEMATMUL_OP_VERSION_STRING, SPIKEMATMUL_ATTR_PLUGIN_NAMESPACE_DEFAULT, &count);
   require(count == 2, "getCreators must list the AMSU and SpikeMatMul creators");
   PluginFieldCollection const* names = creator->getFieldNames();
   require(names->nbFields == 2 && std::strcmp(names->fields[0].name, SPIKEMATMUL_ATTR_OUT_FEATURES) == 0 &&
@@ -129,8 +119,8 @@ int main(int argc, char** argv) {
   require(std::strstr(build->getTimingCacheID(), SPIKEMATMUL_ATTR_OUT_FEATURES) != nullptr, "timing cache ID");
 
   // --- runtime: serialise, recreate, attach, shapes, enqueue on host buffers
-  std::unique_ptr<nvinfer1::IPluginV3> attached = astroedge::host_check::deserialize_and_attach(*built, *creator, "smm0");
-  nvinfer1::IPluginV3OneRuntime* runtime = astroedge::host_check::runtime_of(*attached);
+  std::unique_ptr<nvinfer1::IPluginV3> attached = deserialize_and_attach(*built, *creator, "smm0");
+  nvinfer1::IPluginV3OneRuntime* runtime = runtime_of(*attached);
   require(runtime->onShapeChange(in.data(), nin, out.data(), 1) == 0, "onShapeChange with the contract's shapes");
 
   size_t const asize = half ? 2 : 4;
@@ -143,7 +133,7 @@ int main(int argc, char** argv) {
   if (with_bias) inputs.push_back(bias.data());
   void* outputs[1] = {y.data()};
   require(runtime->enqueue(in.data(), out.data(), inputs.data(), outputs, nullptr, nullptr) == 0, "enqueue failed");
-  astroedge::host_check::write_file(dir + "/y.bin", y.data(), y.size());
+  write_file(dir + "/y.bin", y.data(), y.size());
   std::printf("OK: SpikeMatMul plugin host check passed (B=%lld T=%lld K=%lld N=%d %s %s%s)\n", static_cast<long long>(b), static_cast<long long>(t),
               static_cast<long long>(k), n, half ? "f16" : "f32", format.c_str(), with_bias ? " + bias" : "");
   return 0;
