@@ -17,6 +17,7 @@
 #include "amsu_contract.h"
 #include "amsu_kernels.h"
 #include "contract_shapes.h"
+#include "ort_attrs.h"
 #include "ort_ops.h"
 #include "onnxruntime_lite_custom_op.h"
 
@@ -52,29 +53,11 @@ Attrs read_attrs(const OrtKernelInfo* info) {
   Ort::ConstKernelInfo ki(info);
   Attrs a;
   a.node = ki.GetNodeName();
-  auto missing = [&](const char* name, const char* type) {
-    return Ort::Exception("AMSU node '" + a.node + "': required attribute '" + std::string(name) + "' (" + type +
-                              ") is missing or has another type; re-export the model (astroedge/contract/amsu.json lists the attributes)",
-                          ORT_INVALID_ARGUMENT);
-  };
-  try {
-    a.num_heads = ki.GetAttribute<int64_t>(AMSU_ATTR_NUM_HEADS);
-  } catch (const Ort::Exception&) {
-    throw missing(AMSU_ATTR_NUM_HEADS, "int");
-  }
-  try {
-    a.kernel.threshold = ki.GetAttribute<float>(AMSU_ATTR_THRESHOLD);
-  } catch (const Ort::Exception&) {
-    throw missing(AMSU_ATTR_THRESHOLD, "float");
-  }
-  try {
-    a.kernel.eps = ki.GetAttribute<float>(AMSU_ATTR_EPS);
-  } catch (const Ort::Exception&) {
-    throw missing(AMSU_ATTR_EPS, "float");
-  }
-  auto bad = [&](const char* name, const std::string& value, const char* why) {
-    return Ort::Exception("AMSU node '" + a.node + "': attribute '" + std::string(name) + "' = " + value + ": " + why, ORT_INVALID_ARGUMENT);
-  };
+  constexpr const char* kContract = "astroedge/contract/amsu.json";
+  a.num_heads = astroedge::required_attribute<int64_t>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_NUM_HEADS, "int", kContract);
+  a.kernel.threshold = astroedge::required_attribute<float>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_THRESHOLD, "float", kContract);
+  a.kernel.eps = astroedge::required_attribute<float>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_EPS, "float", kContract);
+  auto bad = [&](const char* name, const std::string& value, const char* why) { return astroedge::bad_attribute(AMSU_OP_NAME, a.node, name, value, why); };
   if (a.num_heads < 1) throw bad(AMSU_ATTR_NUM_HEADS, std::to_string(a.num_heads), "must be a positive number of heads");
   if (!std::isfinite(a.kernel.threshold)) throw bad(AMSU_ATTR_THRESHOLD, std::to_string(a.kernel.threshold), "must be finite");
   if (!(a.kernel.eps >= 0.0f) || !std::isfinite(a.kernel.eps)) throw bad(AMSU_ATTR_EPS, std::to_string(a.kernel.eps), "must be a small non-negative number");

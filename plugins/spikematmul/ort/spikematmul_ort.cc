@@ -17,6 +17,7 @@
 
 #include "contract_shapes.h"
 #include "onnxruntime_cxx_api.h"
+#include "ort_attrs.h"
 #include "ort_ops.h"
 #include "spikematmul_contract.h"
 #include "spikematmul_kernels.h"
@@ -44,27 +45,21 @@ struct Attrs {
   int64_t block_size = SPIKEMATMUL_ATTR_BLOCK_SIZE_DEFAULT;
 };
 
-std::string where(const std::string& node) { return std::string(SPIKEMATMUL_OP_NAME) + " node '" + node + "': "; }
+std::string where(const std::string& node) { return astroedge::node_where(SPIKEMATMUL_OP_NAME, node); }
 
 // Read once at session creation, so a bad model fails to load naming the node and attribute.
 Attrs read_attrs(const OrtKernelInfo* info) {
   Ort::ConstKernelInfo ki(info);
   Attrs a;
   a.node = ki.GetNodeName();
-  try {
-    a.out_features = ki.GetAttribute<int64_t>(SPIKEMATMUL_ATTR_OUT_FEATURES);
-  } catch (const Ort::Exception&) {
-    throw Ort::Exception(where(a.node) + "required attribute '" + SPIKEMATMUL_ATTR_OUT_FEATURES +
-                             "' (int) is missing or has another type; re-export the model (astroedge/contract/spikematmul.json lists the attributes)",
-                         ORT_INVALID_ARGUMENT);
-  }
+  a.out_features = astroedge::required_attribute<int64_t>(ki, SPIKEMATMUL_OP_NAME, a.node, SPIKEMATMUL_ATTR_OUT_FEATURES, "int",
+                                                          "astroedge/contract/spikematmul.json");
   int64_t bs = 0;  // optional: the contract's default when absent
   if (OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_int64(info, SPIKEMATMUL_ATTR_BLOCK_SIZE, &bs)) Ort::GetApi().ReleaseStatus(st);
   else a.block_size = bs;
   if (a.out_features < 0)
-    throw Ort::Exception(where(a.node) + "attribute '" + SPIKEMATMUL_ATTR_OUT_FEATURES + "' = " + std::to_string(a.out_features) +
-                             ": must be the output width N >= 0",
-                         ORT_INVALID_ARGUMENT);
+    throw astroedge::bad_attribute(SPIKEMATMUL_OP_NAME, a.node, SPIKEMATMUL_ATTR_OUT_FEATURES, std::to_string(a.out_features),
+                                   "must be the output width N >= 0");
   return a;
 }
 
