@@ -21,13 +21,8 @@
 #include "ort_ops.h"
 #include "onnxruntime_lite_custom_op.h"
 
+namespace astroedge {  // the contract_shapes.h / ort_attrs.h helpers by their plain names
 namespace {
-
-using astroedge::resolve;
-using astroedge::same_text;
-using astroedge::shape_equals;
-using astroedge::shape_str;
-using astroedge::Symbols;
 using Ort::Custom::Tensor;
 
 // Compute's signature below types each port by hand (Tensor<T> or Tensor<float>): hold it to the contract.
@@ -54,10 +49,10 @@ Attrs read_attrs(const OrtKernelInfo* info) {
   Attrs a;
   a.node = ki.GetNodeName();
   constexpr const char* kContract = "astroedge/contract/amsu.json";
-  a.num_heads = astroedge::required_attribute<int64_t>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_NUM_HEADS, "int", kContract);
-  a.kernel.threshold = astroedge::required_attribute<float>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_THRESHOLD, "float", kContract);
-  a.kernel.eps = astroedge::required_attribute<float>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_EPS, "float", kContract);
-  auto bad = [&](const char* name, const std::string& value, const char* why) { return astroedge::bad_attribute(AMSU_OP_NAME, a.node, name, value, why); };
+  a.num_heads = required_attribute<int64_t>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_NUM_HEADS, "int", kContract);
+  a.kernel.threshold = required_attribute<float>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_THRESHOLD, "float", kContract);
+  a.kernel.eps = required_attribute<float>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_EPS, "float", kContract);
+  auto bad = [&](const char* name, const std::string& value, const char* why) { return bad_attribute(AMSU_OP_NAME, a.node, name, value, why); };
   if (a.num_heads < 1) throw bad(AMSU_ATTR_NUM_HEADS, std::to_string(a.num_heads), "must be a positive number of heads");
   if (!std::isfinite(a.kernel.threshold)) throw bad(AMSU_ATTR_THRESHOLD, std::to_string(a.kernel.threshold), "must be finite");
   if (!(a.kernel.eps >= 0.0f) || !std::isfinite(a.kernel.eps)) throw bad(AMSU_ATTR_EPS, std::to_string(a.kernel.eps), "must be a small non-negative number");
@@ -77,7 +72,7 @@ std::string check_shapes(const Attrs& a, const std::vector<const std::vector<int
   const Symbols symbols{{"B", B}, {"S", S}, {"D", D}, {"NH", NH}, {"HD", D / NH}};
   for (int i = 0; i < AMSU_NUM_INPUTS; ++i) {
     const AstroedgePortSpec& spec = AMSU_INPUT_SPECS[i];
-    const astroedge::Shape want = resolve(spec.dims, spec.rank, symbols);
+    const Shape want = resolve(spec.dims, spec.rank, symbols);
     if (!shape_equals(in[i]->data(), in[i]->size(), want))
       return where + spec.name + "' has shape " + shape_str(in[i]->data(), in[i]->size()) + "; expected " + spec.shape + " = " + shape_str(want) +
              " (B, S, D from " + AMSU_INPUT_X_NAME + " " + shape_str(x.data(), x.size()) + ", NH = " + AMSU_ATTR_NUM_HEADS + " = " + std::to_string(NH) + ", HD = D / NH)";
@@ -117,12 +112,13 @@ struct AmsuKernel {
 };
 
 }  // namespace
+}  // namespace astroedge
 
 void astroedge_add_amsu_ops(Ort::CustomOpDomain& domain) {
-  domain.Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<float, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
-  domain.Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<Ort::Float16_t, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
+  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<float, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
+  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<Ort::Float16_t, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
 #ifdef ASTROEDGE_WITH_CUDA
-  domain.Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<float, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
-  domain.Add(Ort::Custom::CreateLiteCustomOp<AmsuKernel<Ort::Float16_t, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
+  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<float, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
+  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<Ort::Float16_t, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
 #endif
 }

@@ -133,11 +133,7 @@ int32_t AmsuPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc 
   // TensorRT allocated getWorkspaceSize's bytes for the largest shape; this shape needs at most that.
   int const rc = amsu_cuda_forward_ws(&shape, attrs, kernel_dtype(inputDesc[AMSU_INPUT_X].type), &buffers, workspace,
                                       amsu_cuda_workspace_bytes(&shape), stream);
-  if (rc != AMSU_OK) {
-    log_kernel_failure("amsu_cuda_forward_ws", amsu_error_string(rc), rc == AMSU_ERR_CUDA ? amsu_cuda_last_error() : nullptr);
-    return rc;
-  }
-  return 0;
+  return kernel_result(rc, AMSU_OK, "amsu_cuda_forward_ws", amsu_error_string(rc), rc == AMSU_ERR_CUDA ? amsu_cuda_last_error() : nullptr);
 }
 
 }  // namespace trt

@@ -196,8 +196,10 @@ class PluginBase : public nvinfer1::IPluginV3,
  protected:
   static std::string prefix() { return plugin_prefix<Op>(); }
 
-  /* Logs a failed kernel call: the function, the kernel's error text and, for CUDA errors, CUDA's. */
-  static void log_kernel_failure(char const* function, char const* error, char const* cuda_error) noexcept {
+  /* enqueue's result from the kernel's status `rc` (`ok` = success): 0, or rc after logging the
+   * function, the kernel's error text and, for CUDA errors (cuda_error not null), CUDA's. */
+  static int32_t kernel_result(int rc, int ok, char const* function, char const* error, char const* cuda_error) noexcept {
+    if (rc == ok) return 0;
     try {
       std::string message = prefix() + function + " failed: " + error;
       if (cuda_error != nullptr) message += std::string(" (") + cuda_error + ")";
@@ -205,6 +207,7 @@ class PluginBase : public nvinfer1::IPluginV3,
     } catch (std::exception const&) {
       // Out of memory while formatting: the non-zero status still reaches TensorRT.
     }
+    return rc;
   }
 
   Params params_;

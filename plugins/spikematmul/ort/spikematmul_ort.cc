@@ -22,13 +22,8 @@
 #include "spikematmul_contract.h"
 #include "spikematmul_kernels.h"
 
+namespace astroedge {  // the contract_shapes.h / ort_attrs.h helpers by their plain names
 namespace {
-
-using astroedge::resolve;
-using astroedge::same_text;
-using astroedge::shape_equals;
-using astroedge::shape_str;
-using astroedge::Symbols;
 
 static_assert(SPIKEMATMUL_NUM_INPUTS == 4 && SPIKEMATMUL_NUM_OUTPUTS == 1, "SpikeMatMul contract ports changed: update the ORT wrapper");
 static_assert(same_text(SPIKEMATMUL_INPUT_SPIKES_DTYPE, "T") && same_text(SPIKEMATMUL_OUTPUT_Y_DTYPE, "T") &&
@@ -45,20 +40,20 @@ struct Attrs {
   int64_t block_size = SPIKEMATMUL_ATTR_BLOCK_SIZE_DEFAULT;
 };
 
-std::string where(const std::string& node) { return astroedge::node_where(SPIKEMATMUL_OP_NAME, node); }
+std::string where(const std::string& node) { return node_where(SPIKEMATMUL_OP_NAME, node); }
 
 // Read once at session creation, so a bad model fails to load naming the node and attribute.
 Attrs read_attrs(const OrtKernelInfo* info) {
   Ort::ConstKernelInfo ki(info);
   Attrs a;
   a.node = ki.GetNodeName();
-  a.out_features = astroedge::required_attribute<int64_t>(ki, SPIKEMATMUL_OP_NAME, a.node, SPIKEMATMUL_ATTR_OUT_FEATURES, "int",
+  a.out_features = required_attribute<int64_t>(ki, SPIKEMATMUL_OP_NAME, a.node, SPIKEMATMUL_ATTR_OUT_FEATURES, "int",
                                                           "astroedge/contract/spikematmul.json");
   int64_t bs = 0;  // optional: the contract's default when absent
   if (OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_int64(info, SPIKEMATMUL_ATTR_BLOCK_SIZE, &bs)) Ort::GetApi().ReleaseStatus(st);
   else a.block_size = bs;
   if (a.out_features < 0)
-    throw astroedge::bad_attribute(SPIKEMATMUL_OP_NAME, a.node, SPIKEMATMUL_ATTR_OUT_FEATURES, std::to_string(a.out_features),
+    throw bad_attribute(SPIKEMATMUL_OP_NAME, a.node, SPIKEMATMUL_ATTR_OUT_FEATURES, std::to_string(a.out_features),
                                    "must be the output width N >= 0");
   return a;
 }
@@ -134,7 +129,7 @@ struct SpikeMatMulKernel {
                                      SPIKEMATMUL_ATTR_OUT_FEATURES + " = " + std::to_string(N) + ", " + fmt.name + " weights)";
     auto check = [&](const char* name, const Ort::ConstValue& v, const char* shape_text, const char* const* dims, int rank) {
       const std::vector<int64_t> got = shape_of(v);
-      const astroedge::Shape want = resolve(dims, rank, symbols);
+      const Shape want = resolve(dims, rank, symbols);
       if (!shape_equals(got.data(), got.size(), want))
         throw Ort::Exception(at + name + "' has shape " + vec_str(got) + "; expected " + shape_text + " = " + shape_str(want) + context_note,
                              ORT_INVALID_ARGUMENT);
@@ -214,10 +209,11 @@ void add_all(Ort::CustomOpDomain& domain) {
 }
 
 }  // namespace
+}  // namespace astroedge
 
 void astroedge_add_spikematmul_ops(Ort::CustomOpDomain& domain) {
-  add_all<false>(domain);
+  astroedge::add_all<false>(domain);
 #ifdef ASTROEDGE_WITH_CUDA
-  add_all<true>(domain);
+  astroedge::add_all<true>(domain);
 #endif
 }

@@ -144,11 +144,8 @@ int32_t SpikeMatMulPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTens
                            bias >= 0 ? static_cast<float const*>(inputs[bias]) : nullptr, outputs[SPIKEMATMUL_OUTPUT_Y]};
   SmmActType const act = inputDesc[SPIKEMATMUL_INPUT_SPIKES].type == DataType::kHALF ? SMM_ACT_FLOAT16 : SMM_ACT_FLOAT32;
   int const rc = spikematmul_cuda_forward(&shape, act, static_cast<SmmWeightFormat>(format), &buffers, stream);
-  if (rc != SMM_OK) {
-    log_kernel_failure("spikematmul_cuda_forward", spikematmul_error_string(rc), rc == SMM_ERR_CUDA ? spikematmul_cuda_last_error() : nullptr);
-    return rc;
-  }
-  return 0;
+  return kernel_result(rc, SMM_OK, "spikematmul_cuda_forward", spikematmul_error_string(rc),
+                       rc == SMM_ERR_CUDA ? spikematmul_cuda_last_error() : nullptr);
 }
 
 }  // namespace trt
