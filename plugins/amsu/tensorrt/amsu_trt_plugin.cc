@@ -7,13 +7,6 @@
 namespace astroedge {
 namespace trt {
 
-using nvinfer1::DataType;
-using nvinfer1::Dims;
-using nvinfer1::DimsExprs;
-using nvinfer1::DynamicPluginTensorDesc;
-using nvinfer1::PluginTensorDesc;
-using nvinfer1::TensorFormat;
-
 // The port logic below is written for the contract's 9 inputs and 3 outputs: a contract that changes
 // them must fail this build rather than produce a plugin that reads the wrong buffers.
 static_assert(AMSU_NUM_INPUTS == 9 && AMSU_NUM_OUTPUTS == 3, "op contract ports changed: update the TensorRT plugin");

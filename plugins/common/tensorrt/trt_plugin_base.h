@@ -37,6 +37,15 @@
 namespace astroedge {
 namespace trt {
 
+// TensorRT's names that every plugin's code spells out, by their plain names in astroedge::trt.
+using nvinfer1::DataType;
+using nvinfer1::Dims;
+using nvinfer1::DimsExprs;
+using nvinfer1::DynamicPluginTensorDesc;
+using nvinfer1::ILogger;
+using nvinfer1::PluginTensorDesc;
+using nvinfer1::TensorFormat;
+
 inline nvinfer1::PluginFieldType to_trt(FieldKind kind) {
   switch (kind) {
     case FieldKind::kInt32: return nvinfer1::PluginFieldType::kINT32;

@@ -7,14 +7,6 @@
 namespace astroedge {
 namespace trt {
 
-using nvinfer1::DataType;
-using nvinfer1::Dims;
-using nvinfer1::DimsExprs;
-using nvinfer1::DynamicPluginTensorDesc;
-using nvinfer1::ILogger;
-using nvinfer1::PluginTensorDesc;
-using nvinfer1::TensorFormat;
-
 // Written for the contract's 4 inputs (2 required, scale and bias optional) and 1 output, and for its
 // weight formats in the kernel ABI's order: a contract that changes them must fail this build.
 static_assert(SPIKEMATMUL_NUM_INPUTS == 4 && SPIKEMATMUL_NUM_OUTPUTS == 1 && SPIKEMATMUL_INPUT_SCALE_OPTIONAL && SPIKEMATMUL_INPUT_BIAS_OPTIONAL &&
