@@ -26,7 +26,7 @@ from astroedge.contract.spikematmul import FORMATS, INT4_ZERO_POINT
 MIN_OPSET = 18  # ReduceMean takes its axes as an input from opset 18 on
 
 
-def _attr_ref(name: str, attr_type: int) -> onnx.AttributeProto:
+def _attr_ref(name: str, attr_type: onnx.AttributeProto.AttributeType) -> onnx.AttributeProto:
     """An attribute of a body node that takes its value from the function's attribute `name`."""
     ref = onnx.AttributeProto()
     ref.name = {onnx.AttributeProto.INT: "value_int", onnx.AttributeProto.FLOAT: "value_float"}[attr_type]
@@ -35,7 +35,7 @@ def _attr_ref(name: str, attr_type: int) -> onnx.AttributeProto:
     return ref
 
 
-def _const_from_attr(output: str, attr: str, attr_type: int) -> onnx.NodeProto:
+def _const_from_attr(output: str, attr: str, attr_type: onnx.AttributeProto.AttributeType) -> onnx.NodeProto:
     node = helper.make_node("Constant", [], [output])
     node.attribute.append(_attr_ref(attr, attr_type))
     return node

@@ -17,6 +17,7 @@ weight layout (one contiguous row per input neuron), so SpikeMatMul takes the sa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -106,8 +107,9 @@ def attach_function(model: onnx.ModelProto) -> None:
 def _spike_node(product: SpikeProduct, inputs: list[str], out_features: int, **attrs: int) -> onnx.NodeProto:
     c = spikematmul_contract()
     defaults = {a.name: a.default for a in c.attributes if not a.required and a.type == "string"}  # plugin_namespace, plugin_version
+    attributes: dict[str, Any] = {"out_features": out_features, **attrs, **defaults}  # make_node's **kwargs: Any, one attribute each
     return helper.make_node(c.name, inputs, list(product.node.output), name=f"layers.{product.layer}.{product.site}", domain=c.domain,
-                            out_features=out_features, **attrs, **defaults)
+                            **attributes)
 
 
 def to_sparse(model: onnx.ModelProto) -> int:
@@ -154,6 +156,7 @@ def quantize_weights(model: onnx.ModelProto, weight_format: str, block_size: int
         if name not in made:
             w = numpy_helper.to_array(inits[name])
             q, scale = quantize(w, weight_format, block_size)
+            assert scale is not None  # int8 and int4 always have scales
             qname, sname = f"{name}.{weight_format}", f"{name}.{weight_format}.scale"
             model.graph.initializer.extend([numpy_helper.from_array(q, qname), numpy_helper.from_array(scale, sname)])
             made[name] = [qname, sname]

@@ -101,8 +101,10 @@ def _per_row_quantizer(model: onnx.ModelProto) -> None:
     nodes = [n for n in graph.node if n.op_type == "DynamicQuantizeLinear" and n.domain in ("", "ai.onnx")]
     if not nodes:
         return
-    consts = {"axes": np.array([-1], np.int64), "qmax": np.array(127.0, np.float32), "tiny": np.array(1e-30, np.float32),
-              "offset": np.array(128.0, np.float32), "zero_point": np.array(128, np.uint8)}
+    consts: dict[str, np.ndarray] = {
+        "axes": np.array([-1], np.int64), "qmax": np.array(127.0, np.float32), "tiny": np.array(1e-30, np.float32),
+        "offset": np.array(128.0, np.float32), "zero_point": np.array(128, np.uint8),
+    }
     for name, value in consts.items():
         graph.initializer.append(numpy_helper.from_array(value, f"per_row_quant.{name}"))
     c = {name: f"per_row_quant.{name}" for name in consts}

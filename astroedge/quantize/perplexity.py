@@ -96,7 +96,10 @@ def package_perplexity(package: Path, ids: np.ndarray, segments: int = 4, chunk:
     total = 0.0
     begin = time.perf_counter()
     for start in range(0, seg_len, chunk):
-        feed = {pkg.tokens_input: inputs[:, start : start + chunk], pkg.position_input: np.full(segments, start, dtype=np.int64)}
+        feed: dict[str, np.ndarray] = {
+            pkg.tokens_input: inputs[:, start : start + chunk],
+            pkg.position_input: np.full(segments, start, dtype=np.int64),
+        }
         feed.update({s.input: a for s, a in zip(pkg.state, state, strict=True)})
         logits, *state = session.run(outputs, feed)
         total += _log_softmax_pick(logits, targets[:, start : start + chunk])
