@@ -12,7 +12,7 @@ STEP := scripts/step.sh
 # No "Entering/Leaving directory" lines from the sub-makes that CMake's Makefiles run.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: setup test demo bench lint sample plugins runtime ort-headers sanitize aarch64-check wheel sdk fuzz clean
+.PHONY: setup test demo bench lint mypy-links sample plugins runtime ort-headers sanitize aarch64-check wheel sdk fuzz clean
 
 setup: $(STAMP) plugins runtime
 
@@ -52,8 +52,9 @@ fuzz-tools:
 	@command -v clang++ >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq >/dev/null && \
 	  apt-get install -y -qq clang >/dev/null; } || echo "clang not installed: the libFuzzer run of tests/test_c_api.py will be skipped"
 
-test: setup fuzz-tools
+test: setup fuzz-tools mypy-links
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(MAKE) --no-print-directory sanitize
 	$(PY) -m pytest -q
 
@@ -114,8 +115,16 @@ sdk: $(STAMP) ort-headers
 	@$(STEP) "build: the SDK (-j2)" sdk-build $(VENV)/bin/cmake --build $(BUILD)/sdk -j2
 	@$(STEP) "install: $(or $(PREFIX),$(BUILD)/sdk/install)" sdk-install $(VENV)/bin/cmake --install $(BUILD)/sdk --prefix $(or $(PREFIX),$(BUILD)/sdk/install)
 
-lint: $(STAMP)
+# mypy cannot follow setuptools' editable-install finder, which installs export/ and runtime/python/ as astroedge.export
+# and astroedge.runtime: these two links give it those names (pyproject.toml [tool.mypy] mypy_path, hence build/ not $(BUILD)).
+mypy-links:
+	@mkdir -p build/mypy/astroedge
+	@ln -sfn ../../../export build/mypy/astroedge/export
+	@ln -sfn ../../../runtime/python build/mypy/astroedge/runtime
+
+lint: $(STAMP) mypy-links
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(BUILD) .deps
