@@ -12,7 +12,7 @@ STEP := scripts/step.sh
 # No "Entering/Leaving directory" lines from the sub-makes that CMake's Makefiles run.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: setup test demo bench lint mypy-links sample plugins runtime ort-headers sanitize aarch64-check wheel sdk fuzz clean
+.PHONY: setup test demo bench lint format mypy-links sample plugins runtime ort-headers sanitize aarch64-check wheel sdk fuzz clean
 
 setup: $(STAMP) plugins runtime
 
@@ -52,9 +52,8 @@ fuzz-tools:
 	@command -v clang++ >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq >/dev/null && \
 	  apt-get install -y -qq clang >/dev/null; } || echo "clang not installed: the libFuzzer run of tests/test_c_api.py will be skipped"
 
-test: setup fuzz-tools mypy-links
-	$(PY) -m ruff check .
-	$(PY) -m mypy
+test: setup fuzz-tools
+	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory sanitize
 	$(PY) -m pytest -q
 
@@ -122,9 +121,20 @@ mypy-links:
 	@ln -sfn ../../../export build/mypy/astroedge/export
 	@ln -sfn ../../../runtime/python build/mypy/astroedge/runtime
 
+# C/C++ sources that clang-format owns (.clang-format): everything tracked, generated headers live in build/.
+CXX_SOURCES = $(shell git ls-files '*.c' '*.cc' '*.h' '*.cu' '*.cuh' 2>/dev/null)
+
+# Formatters and the type checker, pinned in the dev extra: ruff (lint + format), clang-format, mypy.
 lint: $(STAMP) mypy-links
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(VENV)/bin/clang-format --dry-run -Werror $(CXX_SOURCES)
 	$(PY) -m mypy
+
+# Applies both formatters (CONTRIBUTING.md).
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(VENV)/bin/clang-format -i $(CXX_SOURCES)
 
 clean:
 	rm -rf $(BUILD) .deps
