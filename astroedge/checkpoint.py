@@ -86,8 +86,9 @@ def load(path: str | Path) -> Checkpoint:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise UserError(f"{p}: field 'format_version' = {repr(version)[:40]} must be an integer >= 1; the file is damaged, re-train it")
     if version > FORMAT_VERSION:
-        raise UserError(f"{p}: checkpoint format version {version} is newer than this astroedge reads ({FORMAT_VERSION}); "
-                        "upgrade astroedge")
+        raise UserError(
+            f"{p}: checkpoint format version {version} is newer than this astroedge reads ({FORMAT_VERSION}); upgrade astroedge"
+        )
     cfg = check_config(payload.get("config"), str(p), "config")
     weights = payload.get("weights")
     if not isinstance(weights, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()):
@@ -97,8 +98,10 @@ def load(path: str | Path) -> Checkpoint:
         if not isinstance(digest, str):
             raise UserError(f"{p}: field 'weights_sha256' is missing (required from format version 2); the file is damaged, re-train it")
         if weights_sha256(weights) != digest:
-            raise UserError(f"{p}: the weights do not match their checksum 'weights_sha256' (file corrupted or edited); re-train it or "
-                            "restore it from a copy")
+            raise UserError(
+                f"{p}: the weights do not match their checksum 'weights_sha256' (file corrupted or edited); re-train it or "
+                "restore it from a copy"
+            )
     bad = next((k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if bad is not None:
         raise UserError(f"{p}: weight '{bad[:80]}' holds NaN or infinite values; the training diverged or the file is damaged, re-train it")

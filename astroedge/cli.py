@@ -49,8 +49,25 @@ def train(
     from astroedge.train import TrainOptions, run_training
 
     overrides = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers, "ffn_mult": ffn_mult}
-    run_training(TrainOptions(text, output, config, minutes, steps, seed, batch_size, seq_len, lr, device, resume, tokenizer,
-                              overrides=overrides, firing_target=firing_target, firing_weight=firing_weight))
+    run_training(
+        TrainOptions(
+            text,
+            output,
+            config,
+            minutes,
+            steps,
+            seed,
+            batch_size,
+            seq_len,
+            lr,
+            device,
+            resume,
+            tokenizer,
+            overrides=overrides,
+            firing_target=firing_target,
+            firing_weight=firing_weight,
+        )
+    )
 
 
 config_app = typer.Typer(no_args_is_help=True, help="Model configs: presets and JSON files.")

@@ -180,9 +180,7 @@ def amsu_parallel_form(x: Tensor, q: Tensor, k: Tensor, v: Tensor, h: Tensor, u:
     return AMSUOut(s, h_out, u_all[:, -1], drive)
 
 
-def amsu_chunkwise_form(
-    x: Tensor, q: Tensor, k: Tensor, v: Tensor, h: Tensor, u: Tensor, p: AMSUParams, chunk: int = 64
-) -> AMSUOut:
+def amsu_chunkwise_form(x: Tensor, q: Tensor, k: Tensor, v: Tensor, h: Tensor, u: Tensor, p: AMSUParams, chunk: int = 64) -> AMSUOut:
     """Parallel inside chunks of `chunk` tokens, state carried between them (memory ~ T * chunk).
 
     The structure of a fast kernel and of training on long sequences.

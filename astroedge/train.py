@@ -129,8 +129,10 @@ def run_training(opts: TrainOptions) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
-    console.print(f"AM-SNet {model.cfg.n_layers}x{model.cfg.d_model}, {model.num_parameters():,} parameters, "
-                  f"{len(train_ids):,} training / {len(held_ids):,} held-out tokens, device {device}")
+    console.print(
+        f"AM-SNet {model.cfg.n_layers}x{model.cfg.d_model}, {model.num_parameters():,} parameters, "
+        f"{len(train_ids):,} training / {len(held_ids):,} held-out tokens, device {device}"
+    )
     start_step, t0, last_ckpt = step, time.monotonic(), time.monotonic()
     total = budget_steps if budget_steps is not None else None
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
@@ -168,8 +170,11 @@ def run_training(opts: TrainOptions) -> None:
             fire_ema = rates if fire_ema is None else 0.95 * fire_ema + 0.05 * rates
             fire_amsu, fire_ffn = fire_ema.tolist()
             tok_s = (step - start_step) * opts.batch_size * opts.seq_len / max(time.monotonic() - t0, 1e-9)
-            progress.update(task, completed=step if total else min(time.monotonic() - t0, budget_s or 0),
-                            info=f"step {step} loss {loss_ema:.3f} firing {fire_amsu:.3f}/{fire_ffn:.3f} {tok_s:,.0f} tok/s")
+            progress.update(
+                task,
+                completed=step if total else min(time.monotonic() - t0, budget_s or 0),
+                info=f"step {step} loss {loss_ema:.3f} firing {fire_amsu:.3f}/{fire_ffn:.3f} {tok_s:,.0f} tok/s",
+            )
             if time.monotonic() - last_ckpt > CHECKPOINT_EVERY_S:
                 _save(opts, model, tokenizer, opt, gen, step, trained_s + time.monotonic() - t0, None)
                 last_ckpt = time.monotonic()
@@ -192,14 +197,28 @@ def run_training(opts: TrainOptions) -> None:
         "firing_weight": opts.firing_weight if opts.firing_target is not None else None,
     }
     _save(opts, model, tokenizer, opt, gen, step, trained_s, meta)
-    console.print(f"held-out loss {report.nats_per_byte:.4f} nats/byte ({report.bits_per_byte:.3f} bits/byte) after {step} steps, "
-                  f"{trained_s / 60:.1f} min; wrote {opts.output}")
-    console.print("held-out firing rate per layer: AMSU " + " ".join(f"{x:.3f}" for x in report.firing_amsu)
-                  + ", FFN " + " ".join(f"{x:.3f}" for x in report.firing_ffn))
+    console.print(
+        f"held-out loss {report.nats_per_byte:.4f} nats/byte ({report.bits_per_byte:.3f} bits/byte) after {step} steps, "
+        f"{trained_s / 60:.1f} min; wrote {opts.output}"
+    )
+    console.print(
+        "held-out firing rate per layer: AMSU "
+        + " ".join(f"{x:.3f}" for x in report.firing_amsu)
+        + ", FFN "
+        + " ".join(f"{x:.3f}" for x in report.firing_ffn)
+    )
 
 
-def _save(opts: TrainOptions, model: AMSNet, tokenizer: Tokenizer, opt: torch.optim.Optimizer, gen: torch.Generator,
-          step: int, trained_s: float, meta: dict | None) -> None:
+def _save(
+    opts: TrainOptions,
+    model: AMSNet,
+    tokenizer: Tokenizer,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    step: int,
+    trained_s: float,
+    meta: dict | None,
+) -> None:
     train_state = {"optimizer": opt.state_dict(), "generator": gen.get_state(), "step": step, "trained_s": trained_s}
     save_train_state(resume_path(opts.output), train_state)
     save(opts.output, model, tokenizer, meta)

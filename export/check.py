@@ -157,8 +157,10 @@ def _probe_model(pkg: Package) -> Iterator[Path]:
     amsu_nodes = [n for n in proto.graph.node if n.domain == c.domain and n.op_type == c.name]
     ffn_nodes = _ffn_spike_nodes(proto.graph)
     if len(ffn_nodes) != len(amsu_nodes):
-        raise UserError(f"{pkg.onnx_path}: found {len(ffn_nodes)} FFN spike comparisons (Greater) for {len(amsu_nodes)} layers; "
-                        "this graph was not exported by astroedge export; re-export it")
+        raise UserError(
+            f"{pkg.onnx_path}: found {len(ffn_nodes)} FFN spike comparisons (Greater) for {len(amsu_nodes)} layers; "
+            "this graph was not exported by astroedge export; re-export it"
+        )
     d, f = pkg.config.d_model, pkg.config.ffn_hidden
     for i, (a, g) in enumerate(zip(amsu_nodes, ffn_nodes, strict=True)):
         # through an Identity: onnxruntime 1.23 crashes creating a session whose graph output is
@@ -215,8 +217,16 @@ class Tally:
     first_error: dict[str, Any] | None = None
 
     def merge(self, other: Tally) -> None:
-        for name in ("spikes_compared", "ties", "errors", "unjudged_flips", "resyncs", "positions_judged", "argmax_matched",
-                     "argmax_near_ties"):
+        for name in (
+            "spikes_compared",
+            "ties",
+            "errors",
+            "unjudged_flips",
+            "resyncs",
+            "positions_judged",
+            "argmax_matched",
+            "argmax_near_ties",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("max_flip_margin", "max_rel_logits", "max_scaled_dstate"):
             setattr(self, name, max(getattr(self, name), getattr(other, name)))
@@ -234,8 +244,9 @@ class Tally:
         }
 
 
-def _judge_call(ref: Call, got: Call, start: int, tie: float, logit_tol: float, names: list[str], tally: Tally,
-                where: dict[str, Any]) -> list[int]:
+def _judge_call(
+    ref: Call, got: Call, start: int, tie: float, logit_tol: float, names: list[str], tally: Tally, where: dict[str, Any]
+) -> list[int]:
     """Compare one call; update `tally`; return the streams whose state must be re-synced (they flipped)."""
     resync = []
     batch, t = ref.logits.shape[:2]
@@ -251,8 +262,14 @@ def _judge_call(ref: Call, got: Call, start: int, tie: float, logit_tol: float, 
             tally.max_flip_margin = max(tally.max_flip_margin, float(margins.max()))
             tally.unjudged_flips += sum(int(f.sum()) for f in flips) - margins.size
             tally.spikes_compared += sum(f.shape[1] for f in flips) * first_t + sum(f.shape[1] for f in flips[: g0 + 1])
-            info = {**where, "stream": b, "token": start + first_t, "group": names[g0], "margin": float(margins.max()),
-                    "flips": int(margins.size)}
+            info = {
+                **where,
+                "stream": b,
+                "token": start + first_t,
+                "group": names[g0],
+                "margin": float(margins.max()),
+                "flips": int(margins.size),
+            }
             if n_tie and tally.first_tie is None:
                 tally.first_tie = {**info, "margin": float(margins[margins <= tie].max())}
             if n_tie < margins.size and tally.first_error is None:
@@ -284,8 +301,18 @@ def _schedule(kind: str) -> Iterator[int]:
             yield from PREFILL_CHUNKS
 
 
-def lockstep(reference: Impl, impls: dict[str, Impl], tokens: np.ndarray, position: np.ndarray, state: list[np.ndarray],
-             mode: str, tie: float, logit_tol: float, names: list[str], where: dict[str, Any]) -> dict[str, Tally]:
+def lockstep(
+    reference: Impl,
+    impls: dict[str, Impl],
+    tokens: np.ndarray,
+    position: np.ndarray,
+    state: list[np.ndarray],
+    mode: str,
+    tie: float,
+    logit_tol: float,
+    names: list[str],
+    where: dict[str, Any],
+) -> dict[str, Tally]:
     """Run the reference and every implementation over `tokens` in calls of `mode`'s sizes, each carrying its
     own state, judging each call and re-syncing a stream's state from the reference after a flip."""
     ref_state = [a.astype(np.float64) for a in state]
@@ -364,8 +391,10 @@ def _long_text(pkg: Package, text: Path | None, n: int) -> np.ndarray:
     if text is None:
         ids = split_held_out(ids)[1]
     if ids.size < need:
-        raise UserError(f"--text {path}: {ids.size} tokens{' held out' if text is None else ''}, --long {n} needs {need} "
-                        f"({LONG_WARMUP} to warm the state up); give a longer text or a smaller --long")
+        raise UserError(
+            f"--text {path}: {ids.size} tokens{' held out' if text is None else ''}, --long {n} needs {need} "
+            f"({LONG_WARMUP} to warm the state up); give a longer text or a smaller --long"
+        )
     return ids[:need]
 
 
@@ -388,8 +417,9 @@ def _perplexity(impl: Impl, tokens: np.ndarray, position: np.ndarray, state: lis
     return math.exp(total / (n * tokens.shape[0]))
 
 
-def _long_run(pkg: Package, reference: Impl, impls: dict[str, Impl], text: Path | None, n: int, tie: float, logit_tol: float,
-              names: list[str]) -> dict[str, Any]:
+def _long_run(
+    pkg: Package, reference: Impl, impls: dict[str, Impl], text: Path | None, n: int, tie: float, logit_tol: float, names: list[str]
+) -> dict[str, Any]:
     ids = _long_text(pkg, text, n)
     batch = len(LONG_POSITIONS)
     warm = np.stack([ids[:LONG_WARMUP]] * batch)
@@ -450,8 +480,9 @@ def _reference_evaluator(pkg: Package, reference: Impl, rng: np.random.Generator
     except Exception as exc:  # noqa: BLE001 - onnx.reference's own limits (e.g. optional inputs of a local function): say so
         return {"skipped": f"onnx's reference evaluator cannot run this graph: {str(exc).strip().splitlines()[0]}"}
     assert isinstance(out, list)  # the graph's outputs in order (a dict only with intermediate=True)
-    dstate = [(float(np.abs(a - b).max()), max(1.0, float(np.abs(a).max()))) for a, b in zip(ref.state, out[1 : 1 + len(pkg.state)],
-                                                                                              strict=True)]
+    dstate = [
+        (float(np.abs(a - b).max()), max(1.0, float(np.abs(a).max()))) for a, b in zip(ref.state, out[1 : 1 + len(pkg.state)], strict=True)
+    ]
     return {
         "tokens": tokens,
         "position": int(position[0]),
@@ -476,8 +507,13 @@ class _Setup:
 
 
 def check_package(
-    checkpoint: str | Path, package: str | Path, tokens: int = 32, tolerances: Tolerances | None = None, seed: int = 0,
-    long: int = 0, text: str | Path | None = None,
+    checkpoint: str | Path,
+    package: str | Path,
+    tokens: int = 32,
+    tolerances: Tolerances | None = None,
+    seed: int = 0,
+    long: int = 0,
+    text: str | Path | None = None,
 ) -> dict[str, Any]:
     """Compare `package` with `checkpoint`; the report's "passed" is False when a tolerance is exceeded.
 
@@ -507,8 +543,9 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _check(checkpoint: str | Path, package: str | Path, tokens: int, tol: Tolerances, seed: int, long: int,
-           text: str | Path | None) -> dict[str, Any]:
+def _check(
+    checkpoint: str | Path, package: str | Path, tokens: int, tol: Tolerances, seed: int, long: int, text: str | Path | None
+) -> dict[str, Any]:
     from astroedge import checkpoint as ckpt
     from astroedge.runtime.ort_session import create_session, library_path
     from astroedge.runtime.package import load_package
@@ -551,16 +588,30 @@ def _check(checkpoint: str | Path, package: str | Path, tokens: int, tol: Tolera
         for scenario, (toks, position, state) in scenarios.items():
             for mode, form in torch_forms.items():
                 torch_name = f"torch-{form}"
-                runs = lockstep(reference, {**impls, torch_name: torch_impl(model, form)}, toks, position, state, mode, tie, tol.logits,
-                                names, {"scenario": scenario})
+                runs = lockstep(
+                    reference,
+                    {**impls, torch_name: torch_impl(model, form)},
+                    toks,
+                    position,
+                    state,
+                    mode,
+                    tie,
+                    tol.logits,
+                    names,
+                    {"scenario": scenario},
+                )
                 for name, tally in runs.items():
                     totals.setdefault(name, Tally()).merge(tally)
                     entry = {"kernel": name, "scenario": scenario, "mode": mode, **tally.summary()}
                     report["torch_fp32" if name.startswith("torch") else "runs"].append(entry)
         for kernel in impls:
             s = totals[kernel].summary()
-            report["greedy"][kernel] = {"matched": s["argmax_matched"], "of": s["positions_judged"] - s["argmax_near_ties"],
-                                        "agreement": s["greedy_agreement"], "match": s["greedy_agreement"] >= tol.greedy}
+            report["greedy"][kernel] = {
+                "matched": s["argmax_matched"],
+                "of": s["positions_judged"] - s["argmax_near_ties"],
+                "agreement": s["greedy_agreement"],
+                "match": s["greedy_agreement"] >= tol.greedy,
+            }
         report["implementations"] = {name: t.summary() for name, t in totals.items()}
         if long:
             torch_long = {"torch-chunkwise": torch_impl(model, "chunkwise")}
@@ -595,9 +646,11 @@ def _verdict(report: dict[str, Any], tol: Tolerances) -> dict[str, Any]:
     tie = report["tolerances"]["tie"]
     if summary["error_rate"] > tol.flip_rate:
         e = summary["first_error"]
-        failures.append(f"{summary['errors']} spike flips beyond the tie tolerance {tie:.2g} (rate {summary['error_rate']:.3g} > "
-                        f"{tol.flip_rate:g}; first: {e['group']} token {e['token']} of {e['scenario']}/{e['mode']} stream {e['stream']}, "
-                        f"float64 drive {e['margin']:.3g} from the threshold)")
+        failures.append(
+            f"{summary['errors']} spike flips beyond the tie tolerance {tie:.2g} (rate {summary['error_rate']:.3g} > "
+            f"{tol.flip_rate:g}; first: {e['group']} token {e['token']} of {e['scenario']}/{e['mode']} stream {e['stream']}, "
+            f"float64 drive {e['margin']:.3g} from the threshold)"
+        )
     if summary["max_rel_logits_before_tie"] > tol.logits:
         failures.append(f"max relative logit error before the first tie {summary['max_rel_logits_before_tie']:.3g} > {tol.logits:g}")
     if summary["max_scaled_dstate"] > tol.state:
@@ -628,31 +681,47 @@ def print_check(report: dict[str, Any], json_out: bool) -> None:
     for kernel, info in report["kernels"].items():
         console.print(f"[bold]{kernel}[/bold]: {info.get('describe') or info.get('reason')}")
     tie = report["tolerances"]["tie"]
-    console.print(f"{report['package']} vs {report['checkpoint']} in float64: {report['tokens']} tokens x 2 streams per run; "
-                  f"a flip is a tie when |float64 drive| <= {tie:.2g}")
+    console.print(
+        f"{report['package']} vs {report['checkpoint']} in float64: {report['tokens']} tokens x 2 streams per run; "
+        f"a flip is a tie when |float64 drive| <= {tie:.2g}"
+    )
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("impl", "run", "rel dlogit", "dstate", "spikes", "ties", "errors", "margin", "greedy"):
         table.add_column(col, justify="left" if col in ("impl", "run") else "right")
     for r in report["runs"] + report["torch_fp32"]:
-        table.add_row(r["kernel"], f"{r['scenario']}/{r['mode']}", f"{r['max_rel_logits']:.1e}", f"{r['max_scaled_dstate']:.1e}",
-                      f"{r['spikes_compared']:,}", str(r["ties"]), str(r["errors"]), f"{r['max_flip_margin']:.1e}",
-                      f"{r['greedy_agreement']:.0%}")
+        table.add_row(
+            r["kernel"],
+            f"{r['scenario']}/{r['mode']}",
+            f"{r['max_rel_logits']:.1e}",
+            f"{r['max_scaled_dstate']:.1e}",
+            f"{r['spikes_compared']:,}",
+            str(r["ties"]),
+            str(r["errors"]),
+            f"{r['max_flip_margin']:.1e}",
+            f"{r['greedy_agreement']:.0%}",
+        )
     console.print(table)
     if "long" in report:
         lg = report["long"]
-        console.print(f"--long: {lg['tokens']:,} tokens of {lg['text']} at positions {lg['positions']} after a {lg['warmup_tokens']}-token "
-                      f"warm-up ({lg['seconds']} s)")
+        console.print(
+            f"--long: {lg['tokens']:,} tokens of {lg['text']} at positions {lg['positions']} after a {lg['warmup_tokens']}-token "
+            f"warm-up ({lg['seconds']} s)"
+        )
         for name, s in lg["implementations"].items():
             first = s["first_tie"]
             where = "none" if first is None else f"token {first['token']} ({first['group']}, drive {first['margin']:.2g})"
-            console.print(f"  {name}: ties {s['ties']} ({s['ties_per_million_spikes']:.3g} per million spikes), errors {s['errors']}, "
-                          f"max rel dlogits before a tie {s['max_rel_logits']:.2e}, greedy {s['greedy_agreement']:.2%}, first tie {where}")
+            console.print(
+                f"  {name}: ties {s['ties']} ({s['ties_per_million_spikes']:.3g} per million spikes), errors {s['errors']}, "
+                f"max rel dlogits before a tie {s['max_rel_logits']:.2e}, greedy {s['greedy_agreement']:.2%}, first tie {where}"
+            )
         console.print("  perplexity: " + ", ".join(f"{k} {v:.4f}" for k, v in lg["perplexity"].items()))
     s = report["summary"]
-    console.print(f"package: {s['spikes_compared']:,} spikes compared, {s['ties']} rounding ties "
-                  f"({s['ties_per_million_spikes']:.3g} per million), {s['errors']} errors; "
-                  f"largest flip margin {s['max_flip_margin']:.2e}; max relative logit error before the first tie "
-                  f"{s['max_rel_logits_before_tie']:.2e}; greedy agreement {s['greedy_agreement']:.1%}")
+    console.print(
+        f"package: {s['spikes_compared']:,} spikes compared, {s['ties']} rounding ties "
+        f"({s['ties_per_million_spikes']:.3g} per million), {s['errors']} errors; "
+        f"largest flip margin {s['max_flip_margin']:.2e}; max relative logit error before the first tie "
+        f"{s['max_rel_logits_before_tie']:.2e}; greedy agreement {s['greedy_agreement']:.1%}"
+    )
     ref = report["reference_evaluator"]
     console.print(f"onnx.checker full check: {report['onnx_checker']}")
     if "skipped" in ref:

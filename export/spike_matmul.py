@@ -108,8 +108,9 @@ def _spike_node(product: SpikeProduct, inputs: list[str], out_features: int, **a
     c = spikematmul_contract()
     defaults = {a.name: a.default for a in c.attributes if not a.required and a.type == "string"}  # plugin_namespace, plugin_version
     attributes: dict[str, Any] = {"out_features": out_features, **attrs, **defaults}  # make_node's **kwargs: Any, one attribute each
-    return helper.make_node(c.name, inputs, list(product.node.output), name=f"layers.{product.layer}.{product.site}", domain=c.domain,
-                            **attributes)
+    return helper.make_node(
+        c.name, inputs, list(product.node.output), name=f"layers.{product.layer}.{product.site}", domain=c.domain, **attributes
+    )
 
 
 def to_sparse(model: onnx.ModelProto) -> int:

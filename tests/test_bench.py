@@ -21,8 +21,9 @@ def report(tiny_package: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     from astroedge.bench.model import BenchOptions, run_bench
     from astroedge.bench.plots import write_plots
 
-    opts = BenchOptions(tiny_package, None, contexts=CONTEXTS, precisions=("fp32", "int8", "int4"), decode_steps=3, prompt_tokens=8,
-                        prefill_tokens=16)
+    opts = BenchOptions(
+        tiny_package, None, contexts=CONTEXTS, precisions=("fp32", "int8", "int4"), decode_steps=3, prompt_tokens=8, prefill_tokens=16
+    )
     rep = run_bench(opts, "test")
     rep["plots"] = [str(p) for p in write_plots(rep, tmp_path_factory.mktemp("plots"))]
     return rep
@@ -44,8 +45,18 @@ def test_every_row_and_field(report: dict[str, Any]) -> None:
     for row in report["rows"]:
         assert set(row) == set(ROW_FIELDS)
         assert row["error"] is None, row
-        for key in ("decode_p50_ms", "decode_p99_ms", "ttft_ms", "prefill_tokens_per_s", "peak_rss_mib", "state_bytes",
-                    "bytes_per_token", "floor_ms", "load_1m", "threads"):
+        for key in (
+            "decode_p50_ms",
+            "decode_p99_ms",
+            "ttft_ms",
+            "prefill_tokens_per_s",
+            "peak_rss_mib",
+            "state_bytes",
+            "bytes_per_token",
+            "floor_ms",
+            "load_1m",
+            "threads",
+        ):
             assert row[key] is not None and row[key] >= 0, (row["impl"], key)
         assert row["decode_p99_ms"] >= row["decode_p50_ms"]
         assert row["gpu_mem_mib"] is None  # cpu run
@@ -68,8 +79,9 @@ def test_rows_are_named_after_what_ran(tiny_package: Path, monkeypatch: pytest.M
         return out
 
     monkeypatch.setattr(bench, "_variants", broken_int4)
-    opts = bench.BenchOptions(tiny_package, None, contexts=(8,), precisions=("fp32", "int4"), decode_steps=2, prompt_tokens=4,
-                              prefill_tokens=8, baselines=False)
+    opts = bench.BenchOptions(
+        tiny_package, None, contexts=(8,), precisions=("fp32", "int4"), decode_steps=2, prompt_tokens=4, prefill_tokens=8, baselines=False
+    )
     rows = bench.run_bench(opts, "test")["rows"]
     assert not any(r["impl"].startswith("ort-library") for r in rows)
     ran = [r for r in rows if r["error"] is None]
@@ -94,8 +106,9 @@ def test_firing_rates_and_floors(report: dict[str, Any], tiny_package: Path) -> 
     cfg = load_package(tiny_package).config
     rates = {(s["site"], s["layer"]): s["rate"] for s in sites}
     dense, sparse = weight_bytes_per_token(tiny_package / "model.onnx"), weight_bytes_per_token(tiny_package / "model.onnx", rates)
-    unfired = sum((1 - rates["w_o", i]) * cfg.d_model**2 * 4 + (1 - rates["w_2", i]) * cfg.ffn_hidden * cfg.d_model * 4
-                  for i in range(cfg.n_layers))
+    unfired = sum(
+        (1 - rates["w_o", i]) * cfg.d_model**2 * 4 + (1 - rates["w_2", i]) * cfg.ffn_hidden * cfg.d_model * 4 for i in range(cfg.n_layers)
+    )
     assert abs((dense - sparse) - unfired) <= 8
 
 

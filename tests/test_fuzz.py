@@ -37,7 +37,7 @@ SEED = int(os.environ.get("ASTROEDGE_FUZZ_SEED", "0"))
 N = int(os.environ.get("ASTROEDGE_FUZZ_N", "80"))
 CLI_EVERY = int(os.environ.get("ASTROEDGE_FUZZ_CLI_EVERY", "25"))
 RUN_TIMEOUT_S = 30.0
-HF_TEXT_IN_HOST = "ae_tokenize: the package's tokenizer is \"hf\""  # the C app's refusal to tokenize, after loading
+HF_TEXT_IN_HOST = 'ae_tokenize: the package\'s tokenizer is "hf"'  # the C app's refusal to tokenize, after loading
 FAILURES = ("traceback", "signal", "hang", "bad_exit", "multiline_refusal", "accepted_tampered", "accepted_outside")
 
 # Values a hostile or careless manifest may hold; the *_outside ones name a file beyond the package.
@@ -200,8 +200,14 @@ def bases(tiny_package: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     ext = root / "ext.aepkg"
     shutil.copytree(tiny_package, ext)
     model = onnx.load(str(ext / "model.onnx"))
-    onnx.save_model(model, str(ext / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="model.onnx.data", size_threshold=256)
+    onnx.save_model(
+        model,
+        str(ext / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx.data",
+        size_threshold=256,
+    )
     m = json.loads((ext / "manifest.json").read_text())
     m["onnx"]["external_data"] = "model.onnx.data"
     (ext / "manifest.json").write_text(json.dumps(m, indent=2))

@@ -147,8 +147,15 @@ def test_parameter_count() -> None:
 
 @pytest.mark.parametrize(
     "field,value,needle",
-    [("d_model", 42, "divisible"), ("n_heads", 0, "positive"), ("tau_n", -1.0, "tau_n"), ("tau_a_max", 1.0, "tau_a_max"),
-     ("rope_base", 1.0, "rope_base"), ("threshold", float("nan"), "threshold"), ("ffn_mult", 0.0, "ffn_mult")],
+    [
+        ("d_model", 42, "divisible"),
+        ("n_heads", 0, "positive"),
+        ("tau_n", -1.0, "tau_n"),
+        ("tau_a_max", 1.0, "tau_a_max"),
+        ("rope_base", 1.0, "rope_base"),
+        ("threshold", float("nan"), "threshold"),
+        ("ffn_mult", 0.0, "ffn_mult"),
+    ],
 )
 def test_config_validation_names_the_field(field: str, value: object, needle: str) -> None:
     data = preset("tiny").to_dict() | {field: value}

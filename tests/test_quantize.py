@@ -19,8 +19,10 @@ import pytest
 
 from astroedge.errors import UserError
 
-TEXT = ("To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer "
-        "the slings and arrows of outrageous fortune, or to take arms against a sea of troubles. ") * 12
+TEXT = (
+    "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer "
+    "the slings and arrows of outrageous fortune, or to take arms against a sea of troubles. "
+) * 12
 # Tolerances of each quantised package of the tiny random model (logits ~0.1 in size) against the
 # PyTorch reference, ~2x what was measured (docs/quantize.md):
 # max |dlogits|, max |dstate| / max(1, |state|), spike flip rate, fraction of greedy tokens matching.
@@ -49,8 +51,9 @@ def quantised(tiny_package: Path, texts: dict[str, Path], tmp_path_factory: pyte
     made = {}
     variants = (("fp16", "fp16", None), ("int8", "int8", None), ("int8-dynamic", "int8", "dynamic"), ("int4", "int4", None))
     for name, precision, method in variants:
-        report = quantize_package(tiny_package, out / f"{name}.aepkg", precision, method, eval_text=texts["eval"], eval_tokens=512,
-                                  max_ppl_increase=50.0)
+        report = quantize_package(
+            tiny_package, out / f"{name}.aepkg", precision, method, eval_text=texts["eval"], eval_tokens=512, max_ppl_increase=50.0
+        )
         made[name] = (out / f"{name}.aepkg", report)
     return made
 
@@ -111,12 +114,17 @@ def test_close_to_reference(quantised: dict[str, tuple[Path, dict]], tiny_checkp
     engine = Engine(path)
     rng = np.random.default_rng(5)
     tokens = rng.integers(0, 256, (2, 24))
-    state = [(rng.standard_normal((2, *shape)) * 0.3 if name.startswith("h.") else rng.uniform(0, 1, (2, *shape)))
-             .astype(np.float32) for name, shape in zip(engine.state_names, engine.state_shapes, strict=True)]
+    state = [
+        (rng.standard_normal((2, *shape)) * 0.3 if name.startswith("h.") else rng.uniform(0, 1, (2, *shape))).astype(np.float32)
+        for name, shape in zip(engine.state_names, engine.state_shapes, strict=True)
+    ]
     position = np.array([10**7, 4 * 10**9])
     with torch.no_grad():
-        ref = model(torch.from_numpy(tokens), StreamState(torch.from_numpy(position), [torch.from_numpy(a) for a in state[0::2]],
-                                                          [torch.from_numpy(a) for a in state[1::2]]), form="step")
+        ref = model(
+            torch.from_numpy(tokens),
+            StreamState(torch.from_numpy(position), [torch.from_numpy(a) for a in state[0::2]], [torch.from_numpy(a) for a in state[1::2]]),
+            form="step",
+        )
     streams = [engine.create_stream() for _ in range(2)]
     for i, stream in enumerate(streams):
         stream.set_state([a[i : i + 1] for a in state], int(position[i]))
@@ -149,9 +157,13 @@ def test_fp16_guards_overflow() -> None:
     from astroedge.quantize.fp16 import convert_fp16
 
     w = numpy_helper.from_array(np.array([[1e6, -1e6], [1.0, 1e-9]], np.float32), "w")
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w])
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [w],
+    )
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
     report = convert_fp16(model)
     assert report.clipped_values == 2 and report.clipped_tensors == ["w"] and report.flushed_to_zero == 1
@@ -221,8 +233,19 @@ def test_cli_bad_input(tiny_package: Path, texts: dict[str, Path], tmp_path: Pat
 
 
 def test_cli_json_report(tiny_package: Path, texts: dict[str, Path], tmp_path: Path) -> None:
-    r = _cli(str(tiny_package), "-o", str(tmp_path / "q.aepkg"), "--int8", "--eval-text", str(texts["eval"]), "--eval-tokens", "256",
-             "--max-ppl-increase", "50", "--json")
+    r = _cli(
+        str(tiny_package),
+        "-o",
+        str(tmp_path / "q.aepkg"),
+        "--int8",
+        "--eval-text",
+        str(texts["eval"]),
+        "--eval-tokens",
+        "256",
+        "--max-ppl-increase",
+        "50",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["precision"] == "int8" and report["method"] == "weight-only" and report["quality"]["perplexity"] > 0

@@ -14,8 +14,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from astroedge.contract import spikematmul_contract
 
-TEXT = ("Now is the winter of our discontent made glorious summer by this sun of York; and all the clouds that "
-        "lour'd upon our house in the deep bosom of the ocean buried. ") * 12
+TEXT = (
+    "Now is the winter of our discontent made glorious summer by this sun of York; and all the clouds that "
+    "lour'd upon our house in the deep bosom of the ocean buried. "
+) * 12
 
 
 def _spike_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -85,8 +87,9 @@ def test_sparse_equals_dense_and_kernel(tiny_package: Path, dense_package: Path)
     pkg = load_package(tiny_package)
     rng = np.random.default_rng(7)
     state = {
-        s.input: (rng.standard_normal(s.concrete_shape(2)) * 0.3 if s.name.startswith("h.") else rng.uniform(0, 1, s.concrete_shape(2)))
-        .astype(np.float32)
+        s.input: (
+            rng.standard_normal(s.concrete_shape(2)) * 0.3 if s.name.startswith("h.") else rng.uniform(0, 1, s.concrete_shape(2))
+        ).astype(np.float32)
         for s in pkg.state
     }
     tokens = rng.integers(0, 256, (2, 16))
@@ -114,8 +117,9 @@ def test_sparse_equals_dense_and_kernel(tiny_package: Path, dense_package: Path)
         assert len(dense_spikes) == len(sparse_spikes) == 4
 
 
-@pytest.mark.parametrize(("fmt", "k", "n", "block"), [("float32", 7, 5, 32), ("float16", 6, 9, 32), ("int8", 9, 7, 32),
-                                                       ("int4", 5, 7, 2), ("int4", 8, 37, 16)])
+@pytest.mark.parametrize(
+    ("fmt", "k", "n", "block"), [("float32", 7, 5, 32), ("float16", 6, 9, 32), ("int8", 9, 7, 32), ("int4", 5, 7, 2), ("int4", 8, 37, 16)]
+)
 def test_fallback_is_the_contract(fmt: str, k: int, n: int, block: int) -> None:
     """One SpikeMatMul node with its fallback, on stock onnxruntime, equals the contract's dequantise-and-add in numpy
     at firing rates 0, 0.14, 0.5 and 1, odd K and N included."""
@@ -140,10 +144,19 @@ def test_fallback_is_the_contract(fmt: str, k: int, n: int, block: int) -> None:
         wt = w.astype(np.float16) if fmt == "float16" else w
         inits, ref_w = [numpy_helper.from_array(wt, "w")], wt.astype(np.float32)
     node = helper.make_node(c.name, ["s", *[t.name for t in inits]], ["y"], domain=c.domain, **attrs)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("s", t_type, [None, None, k])],
-                              [helper.make_tensor_value_info("y", t_type, [None, None, n])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(c.domain, c.version)],
-                              functions=[spikematmul_function(18, fmt)], ir_version=10)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("s", t_type, [None, None, k])],
+        [helper.make_tensor_value_info("y", t_type, [None, None, n])],
+        inits,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(c.domain, c.version)],
+        functions=[spikematmul_function(18, fmt)],
+        ir_version=10,
+    )
     onnx.checker.check_model(model, full_check=True)
     session = _session(model, None)
     for rate in (0.0, 0.14, 0.5, 1.0):
@@ -161,10 +174,13 @@ def eval_text(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("precision", "weight_type", "scale_rank"), [("int8", TensorProto.INT8, 1), ("int4", TensorProto.UINT8, 2),
-                                                                      ("fp16", TensorProto.FLOAT16, 0)])
-def test_quantised_sparse_package(tiny_package: Path, eval_text: Path, tmp_path: Path, precision: str, weight_type: int,
-                                  scale_rank: int) -> None:
+@pytest.mark.parametrize(
+    ("precision", "weight_type", "scale_rank"),
+    [("int8", TensorProto.INT8, 1), ("int4", TensorProto.UINT8, 2), ("fp16", TensorProto.FLOAT16, 0)],
+)
+def test_quantised_sparse_package(
+    tiny_package: Path, eval_text: Path, tmp_path: Path, precision: str, weight_type: int, scale_rank: int
+) -> None:
     """The SpikeMatMul weights take the op's formats (MatMulNBits no longer touches them), the package passes the
     perplexity gate, and the runtime runs it (fallback functions and, when built, the library)."""
     from astroedge.quantize.package import quantize_package

@@ -165,8 +165,24 @@ def test_odd_shape_from_the_cli_trains_exports_and_checks(small_text: Path, tmp_
     cfg = json.loads(shown.stdout) | {"d_model": 200, "n_heads": 5}
     (tmp_path / "odd.json").write_text(json.dumps(cfg))
     model, package = tmp_path / "odd.pt", tmp_path / "odd.aepkg"
-    trained = cli("train", small_text, "-o", model, "--config", tmp_path / "odd.json", "--n-layers", "3", "--steps", "3",
-                  "--batch-size", "2", "--seq-len", "32", "--firing-target", "0.2")
+    trained = cli(
+        "train",
+        small_text,
+        "-o",
+        model,
+        "--config",
+        tmp_path / "odd.json",
+        "--n-layers",
+        "3",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "32",
+        "--firing-target",
+        "0.2",
+    )
     assert trained.returncode == 0, trained.stderr
     assert "firing rate per layer" in trained.stderr
     ckpt = checkpoint.load(model)
@@ -187,8 +203,11 @@ def test_firing_target_trades_loss_for_fewer_spikes(small_text: Path, tmp_path: 
     """Same seed and data, with and without the penalty: the penalised model fires less on held-out text."""
     plain, sparse = tmp_path / "plain.pt", tmp_path / "sparse.pt"
     run_training(TrainOptions(small_text, plain, "tiny", None, 30, 0, batch_size=8, seq_len=64, lr=1e-2, warmup=5))
-    run_training(TrainOptions(small_text, sparse, "tiny", None, 30, 0, batch_size=8, seq_len=64, lr=1e-2, warmup=5,
-                              firing_target=0.02, firing_weight=5.0))
+    run_training(
+        TrainOptions(
+            small_text, sparse, "tiny", None, 30, 0, batch_size=8, seq_len=64, lr=1e-2, warmup=5, firing_target=0.02, firing_weight=5.0
+        )
+    )
     a, b = checkpoint.load(plain).meta, checkpoint.load(sparse).meta
 
     def rate(meta: dict) -> float:

@@ -39,9 +39,15 @@ def ab(a: Path, b: Path, steps: int, threads: int = 0) -> dict[str, Any]:
     times = times[2:]  # warm-up pairs
     ratio = times[:, 0] / times[:, 1]
     out = {
-        "a": str(a), "b": str(b), "kernels": [e.kernel for e in engines], "text": source, "pairs": len(times),
-        "a_p50_ms": 1e3 * float(np.median(times[:, 0])), "b_p50_ms": 1e3 * float(np.median(times[:, 1])),
-        "a_over_b_median": float(np.median(ratio)), "a_over_b_p25_p75": [float(np.percentile(ratio, 25)), float(np.percentile(ratio, 75))],
+        "a": str(a),
+        "b": str(b),
+        "kernels": [e.kernel for e in engines],
+        "text": source,
+        "pairs": len(times),
+        "a_p50_ms": 1e3 * float(np.median(times[:, 0])),
+        "b_p50_ms": 1e3 * float(np.median(times[:, 1])),
+        "a_over_b_median": float(np.median(ratio)),
+        "a_over_b_p25_p75": [float(np.percentile(ratio, 25)), float(np.percentile(ratio, 75))],
         "load_1m": [load, os.getloadavg()[0]],
     }
     for e in engines:

@@ -53,8 +53,10 @@ def read_bandwidth(gib: float = 1.0, threads: int = 0, repeats: int = 5) -> Band
             t0 = time.perf_counter()
             list(pool.map(np.bitwise_or.reduce, shares))
             best = min(best, time.perf_counter() - t0)
-    method = (f"read of a {buf.nbytes / 2**30:.2f} GiB buffer by {threads} threads in parallel "
-              f"(np.bitwise_or.reduce over each thread's share), best of {repeats}")
+    method = (
+        f"read of a {buf.nbytes / 2**30:.2f} GiB buffer by {threads} threads in parallel "
+        f"(np.bitwise_or.reduce over each thread's share), best of {repeats}"
+    )
     return Bandwidth(buf.nbytes / best / 1e9, method)
 
 

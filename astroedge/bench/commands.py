@@ -37,8 +37,16 @@ def bench(
         if value < 1:
             raise UserError(f"--{name} {value}: must be at least 1")
     opts = BenchOptions(
-        package, config, device, parse_contexts(contexts), parse_list(precisions, "precisions", PRECISIONS),
-        decode_steps, prompt_tokens, prefill_tokens, threads, not no_baselines,
+        package,
+        config,
+        device,
+        parse_contexts(contexts),
+        parse_list(precisions, "precisions", PRECISIONS),
+        decode_steps,
+        prompt_tokens,
+        prefill_tokens,
+        threads,
+        not no_baselines,
     )
     report = run_bench(opts, "astroedge bench " + shlex.join(sys.argv[2:]))
     if output is not None:

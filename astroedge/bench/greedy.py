@@ -48,8 +48,15 @@ def compare(checkpoint: Path, tokens: int, prompt: str = PROMPT, library: str | 
     first = next((i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y), None)
     upto = tokens if first is None else first
     rel = max(float(np.abs(x - y).max() / max(1.0, float(np.abs(y).max()))) for x, y in zip(la[:upto], lb[:upto], strict=True))
-    return {"checkpoint": str(checkpoint), "prompt": prompt, "tokens": tokens, "kernel": kernel, "equal_tokens": upto,
-            "first_difference": first, "max_rel_logit_diff_before": rel}
+    return {
+        "checkpoint": str(checkpoint),
+        "prompt": prompt,
+        "tokens": tokens,
+        "kernel": kernel,
+        "equal_tokens": upto,
+        "first_difference": first,
+        "max_rel_logit_diff_before": rel,
+    }
 
 
 def main() -> None:

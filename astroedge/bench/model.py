@@ -40,9 +40,27 @@ RANDOM_PACKAGES = Path("build/bench")
 MEMORY_SHARE = 0.5  # refuse a Transformer context whose KV cache (x3: past, present, copy) needs more than this share of RAM
 WARM_TOKENS = 256  # text fed before the timed decode steps (AM-SNet rows)
 ROW_FIELDS = (
-    "impl", "form", "precision", "kernel", "context", "decode_p50_ms", "decode_p99_ms", "ttft_ms", "prefill_tokens_per_s",
-    "peak_rss_mib", "rss_after_load_mib", "gpu_mem_mib", "state_bytes", "bytes_per_token", "floor_ms", "sparse_bytes_per_token",
-    "sparse_floor_ms", "threads", "load_1m", "note", "error",
+    "impl",
+    "form",
+    "precision",
+    "kernel",
+    "context",
+    "decode_p50_ms",
+    "decode_p99_ms",
+    "ttft_ms",
+    "prefill_tokens_per_s",
+    "peak_rss_mib",
+    "rss_after_load_mib",
+    "gpu_mem_mib",
+    "state_bytes",
+    "bytes_per_token",
+    "floor_ms",
+    "sparse_bytes_per_token",
+    "sparse_floor_ms",
+    "threads",
+    "load_1m",
+    "note",
+    "error",
 )
 
 
@@ -102,8 +120,12 @@ def machine_info(bandwidth_gbs: float, bandwidth_method: str) -> dict[str, Any]:
     except OSError:
         pass
     info: dict[str, Any] = {
-        "cpu": cpu, "cores": os.cpu_count(), "bandwidth_gbs": bandwidth_gbs, "bandwidth_method": bandwidth_method,
-        "load_at_start": list(os.getloadavg()), "versions": versions(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "bandwidth_gbs": bandwidth_gbs,
+        "bandwidth_method": bandwidth_method,
+        "load_at_start": list(os.getloadavg()),
+        "versions": versions(),
     }
     try:
         pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
@@ -186,7 +208,9 @@ def spikematmul_kernel_available(library: Path | None) -> bool:
     c = spikematmul_contract()
     node = helper.make_node(c.name, ["s", "w"], ["y"], domain=c.domain, out_features=2)
     graph = helper.make_graph(
-        [node], "probe", [helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 1, 2])],
+        [node],
+        "probe",
+        [helper.make_tensor_value_info("s", TensorProto.FLOAT, [1, 1, 2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2])],
         [onnx.numpy_helper.from_array(np.eye(2, dtype=np.float32), "w")],
     )
@@ -285,8 +309,9 @@ def run_bench(opts: BenchOptions, command: str) -> dict[str, Any]:
     return report
 
 
-def _floors(variants: dict[tuple[str, str], Path | str], rate_of: dict[tuple[str, int], float], state_io: int,
-            gbs: float) -> dict[str, dict[str, float]]:
+def _floors(
+    variants: dict[tuple[str, str], Path | str], rate_of: dict[tuple[str, int], float], state_io: int, gbs: float
+) -> dict[str, dict[str, float]]:
     """Per precision: dense and sparse bytes per token and their floors (ms), from whichever form of it was built."""
     from astroedge.bench.bandwidth import weight_bytes_per_token
 
@@ -297,13 +322,25 @@ def _floors(variants: dict[tuple[str, str], Path | str], rate_of: dict[tuple[str
         onnx_path = path / "model.onnx"
         dense = weight_bytes_per_token(onnx_path) + state_io
         sparse = weight_bytes_per_token(onnx_path, rate_of) + state_io
-        out[p] = {"dense_bytes": dense, "dense_floor_ms": 1e3 * dense / (gbs * 1e9),
-                  "sparse_bytes": sparse, "sparse_floor_ms": 1e3 * sparse / (gbs * 1e9)}
+        out[p] = {
+            "dense_bytes": dense,
+            "dense_floor_ms": 1e3 * dense / (gbs * 1e9),
+            "sparse_bytes": sparse,
+            "sparse_floor_ms": 1e3 * sparse / (gbs * 1e9),
+        }
     return out
 
 
-def _rows(opts: BenchOptions, cfg: Any, what: tuple[str, str, str], spec: dict[str, Any] | str, floors: dict[str, dict[str, float]],
-          gbs: float, ram: float, has_spike_kernel: bool) -> list[dict[str, Any]]:
+def _rows(
+    opts: BenchOptions,
+    cfg: Any,
+    what: tuple[str, str, str],
+    spec: dict[str, Any] | str,
+    floors: dict[str, dict[str, float]],
+    gbs: float,
+    ram: float,
+    has_spike_kernel: bool,
+) -> list[dict[str, Any]]:
     """One row per context for one implementation (kind, form, precision); prefill measured once, repeated on each row."""
     from astroedge.bench.bandwidth import weight_bytes_per_token
     from astroedge.bench.kv_cache import kv_bytes
@@ -339,8 +376,12 @@ def _rows(opts: BenchOptions, cfg: Any, what: tuple[str, str, str], spec: dict[s
             row["impl"], row["note"] = _label(kind, form, row.get("kernel"), has_spike_kernel)
         if kind in ("torch", "fallback", "library") and precision in floors:
             f = floors[precision]
-            row.update(bytes_per_token=f["dense_bytes"], floor_ms=f["dense_floor_ms"], sparse_bytes_per_token=f["sparse_bytes"],
-                       sparse_floor_ms=f["sparse_floor_ms"])
+            row.update(
+                bytes_per_token=f["dense_bytes"],
+                floor_ms=f["dense_floor_ms"],
+                sparse_bytes_per_token=f["sparse_bytes"],
+                sparse_floor_ms=f["sparse_floor_ms"],
+            )
         rows.append({k: row.get(k) for k in ROW_FIELDS})
     return rows
 
@@ -404,26 +445,54 @@ def print_bench(report: dict[str, Any], json_out: bool) -> None:
     console = Console(width=max(Console().width, 170))
     m = report["machine"]
     v = m["versions"]
-    console.print(f"{m['cpu']}, {m['cores']} cores, load {m['load_at_start'][0]:.2f}; onnxruntime {v['onnxruntime']}, "
-                  f"torch {v['torch']}, Python {v['python']}")
+    console.print(
+        f"{m['cpu']}, {m['cores']} cores, load {m['load_at_start'][0]:.2f}; onnxruntime {v['onnxruntime']}, "
+        f"torch {v['torch']}, Python {v['python']}"
+    )
     console.print(f"read bandwidth {m['bandwidth_gbs']:.1f} GB/s: {m['bandwidth_method']}")
     model = report["model"]
-    console.print(f"{report['package']}: L={model['n_layers']} D={model['d_model']}, {model['parameters']:,} params, "
-                  f"{report['device']}; weights: {report['weights']}")
+    console.print(
+        f"{report['package']}: L={model['n_layers']} D={model['d_model']}, {model['parameters']:,} params, "
+        f"{report['device']}; weights: {report['weights']}"
+    )
     fr = report["firing_rates"]
     per_site = {site: [s["rate"] for s in fr["sites"] if s["site"] == site] for site in ("w_o", "w_2")}
-    console.print(f"firing rates on {fr['text']}: " + "; ".join(
-        f"{site} input mean {sum(r) / len(r):.3f} (per layer {', '.join(f'{x:.2f}' for x in r)})" for site, r in per_site.items() if r))
+    console.print(
+        f"firing rates on {fr['text']}: "
+        + "; ".join(
+            f"{site} input mean {sum(r) / len(r):.3f} (per layer {', '.join(f'{x:.2f}' for x in r)})" for site, r in per_site.items() if r
+        )
+    )
     table = Table(title=f"decode after N tokens of context ({report['decode_steps']} steps); {report['decode_state']}")
-    for col in ("impl", "prec", "N", "p50 ms", "p99 ms", "floor ms", "sparse floor ms", "TTFT ms", "prefill tok/s", "peak RSS MiB",
-                "load", "note"):
+    for col in (
+        "impl",
+        "prec",
+        "N",
+        "p50 ms",
+        "p99 ms",
+        "floor ms",
+        "sparse floor ms",
+        "TTFT ms",
+        "prefill tok/s",
+        "peak RSS MiB",
+        "load",
+        "note",
+    ):
         table.add_column(col, justify="left" if col in ("impl", "note") else "right")
     for r in report["rows"]:
         table.add_row(
-            r["impl"], r["precision"], str(r["context"]), _fmt(r["decode_p50_ms"], ".2f"), _fmt(r["decode_p99_ms"], ".2f"),
-            _fmt(r["floor_ms"], ".3f"), _fmt(r["sparse_floor_ms"], ".3f"), _fmt(r["ttft_ms"], ".1f"),
+            r["impl"],
+            r["precision"],
+            str(r["context"]),
+            _fmt(r["decode_p50_ms"], ".2f"),
+            _fmt(r["decode_p99_ms"], ".2f"),
+            _fmt(r["floor_ms"], ".3f"),
+            _fmt(r["sparse_floor_ms"], ".3f"),
+            _fmt(r["ttft_ms"], ".1f"),
             _fmt(r["prefill_tokens_per_s"], ",.0f"),
-            _fmt(r["peak_rss_mib"], ",.0f"), _fmt(r["load_1m"], ".1f"), (r["error"] or r["note"] or "")[:70],
+            _fmt(r["peak_rss_mib"], ",.0f"),
+            _fmt(r["load_1m"], ".1f"),
+            (r["error"] or r["note"] or "")[:70],
         )
     console.print(table)
     s = report["summary"]

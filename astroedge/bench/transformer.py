@@ -99,8 +99,14 @@ def export_transformer(cfg: ModelConfig, path: Path, seed: int = 0) -> int:
     dynamic = ({0: batch, 1: seq}, tuple({0: batch, 2: cache} for _ in past))
     with _quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(
-            model, (torch.zeros(1, 2, dtype=torch.int64), *example_past), dynamo=True, opset_version=18,
-            input_names=["tokens", *past], output_names=["logits", *present], dynamic_shapes=dynamic, verbose=False,
+            model,
+            (torch.zeros(1, 2, dtype=torch.int64), *example_past),
+            dynamo=True,
+            opset_version=18,
+            input_names=["tokens", *past],
+            output_names=["logits", *present],
+            dynamic_shapes=dynamic,
+            verbose=False,
         )
     assert program is not None
     proto = program.model_proto

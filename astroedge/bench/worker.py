@@ -47,7 +47,10 @@ def _gpu_mib() -> float | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -185,7 +188,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     runner = _Runner(spec)
     result: dict[str, Any] = {
-        "load_1m": load, "kernel": runner.kernel, "load_s": time.perf_counter() - t0, "rss_after_load_mib": proc_status_kib("VmRSS"),
+        "load_1m": load,
+        "kernel": runner.kernel,
+        "load_s": time.perf_counter() - t0,
+        "rss_after_load_mib": proc_status_kib("VmRSS"),
     }
     vocab = runner.cfg.vocab_size
     rng = np.random.default_rng(1)

@@ -121,4 +121,3 @@ def convert_fp16(model: onnx.ModelProto) -> Fp16Report:
     g.node.extend(new_nodes)
     del g.value_info[:]  # intermediate types changed; onnxruntime infers them again
     return report
-

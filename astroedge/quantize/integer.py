@@ -80,8 +80,14 @@ def dynamic_int8(model: onnx.ModelProto) -> onnx.ModelProto:
 
     def run(m: onnx.ModelProto, out: Path, external: bool) -> None:
         with _quiet():
-            quantize_dynamic(m, out, op_types_to_quantize=list(WEIGHT_OPS), per_channel=True, weight_type=QuantType.QInt8,
-                             use_external_data_format=external)
+            quantize_dynamic(
+                m,
+                out,
+                op_types_to_quantize=list(WEIGHT_OPS),
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                use_external_data_format=external,
+            )
 
     quantized = _through_files(model, run)
     _per_row_quantizer(quantized)
@@ -102,8 +108,11 @@ def _per_row_quantizer(model: onnx.ModelProto) -> None:
     if not nodes:
         return
     consts: dict[str, np.ndarray] = {
-        "axes": np.array([-1], np.int64), "qmax": np.array(127.0, np.float32), "tiny": np.array(1e-30, np.float32),
-        "offset": np.array(128.0, np.float32), "zero_point": np.array(128, np.uint8),
+        "axes": np.array([-1], np.int64),
+        "qmax": np.array(127.0, np.float32),
+        "tiny": np.array(1e-30, np.float32),
+        "offset": np.array(128.0, np.float32),
+        "zero_point": np.array(128, np.uint8),
     }
     for name, value in consts.items():
         graph.initializer.append(numpy_helper.from_array(value, f"per_row_quant.{name}"))
@@ -152,9 +161,17 @@ def static_qdq(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]]) -> on
     def run(m: onnx.ModelProto, out: Path, external: bool) -> None:
         with _quiet():
             quantize_static(
-                m, out, FeedReader(feeds), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(WEIGHT_OPS), per_channel=True,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-                use_external_data_format=external, extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                m,
+                out,
+                FeedReader(feeds),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(WEIGHT_OPS),
+                per_channel=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                use_external_data_format=external,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
             )
 
     return _through_files(model, run)

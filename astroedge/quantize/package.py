@@ -253,7 +253,10 @@ def print_report(report: dict[str, Any], json_out: bool) -> None:
     sizes = report["bytes"]
     table.add_row("fp32", f"{sizes['fp32']:,}", "1.00x", f"{q['perplexity_fp32']:.4f}" if q else "-", "")
     table.add_row(
-        p, f"{sizes[p]:,}", f"{report['size_ratio']:.2f}x", f"{q['perplexity']:.4f}" if q else "-",
+        p,
+        f"{sizes[p]:,}",
+        f"{report['size_ratio']:.2f}x",
+        f"{q['perplexity']:.4f}" if q else "-",
         f"{q['increase_percent']:+.2f}% (limit {q['limit_percent']:g}%)" if q else "not checked",
     )
     console = Console()

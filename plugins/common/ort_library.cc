@@ -11,7 +11,8 @@
 #include "ort_ops.h"
 #include "spikematmul_contract.h"
 
-static_assert(astroedge::same_text(AMSU_OP_DOMAIN, SPIKEMATMUL_OP_DOMAIN), "the library registers one domain: the op contracts must agree on it");
+static_assert(astroedge::same_text(AMSU_OP_DOMAIN, SPIKEMATMUL_OP_DOMAIN),
+              "the library registers one domain: the op contracts must agree on it");
 
 namespace {
 
@@ -30,13 +31,13 @@ Ort::CustomOpDomain* domain() {
 
 }  // namespace
 
-extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
-                                                                                           const OrtApiBase* api_base) {
+extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL
+RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
   const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
   if (!api) {  // GetApi(1) exists in every release: enough to report the problem
-    const std::string msg = std::string("astroedge custom-op library needs onnxruntime >= 1.") + std::to_string(ORT_API_VERSION) +
-                            " (C API version " + std::to_string(ORT_API_VERSION) + "); this process has onnxruntime " +
-                            api_base->GetVersionString() + ": upgrade onnxruntime";
+    const std::string msg = std::string("astroedge custom-op library needs onnxruntime >= 1.") +
+                            std::to_string(ORT_API_VERSION) + " (C API version " + std::to_string(ORT_API_VERSION) +
+                            "); this process has onnxruntime " + api_base->GetVersionString() + ": upgrade onnxruntime";
     return api_base->GetApi(1)->CreateStatus(ORT_FAIL, msg.c_str());
   }
   static std::once_flag init;

@@ -15,7 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     ae::Manifest m = ae::parse_manifest(text, "pkg", std::string(64, '0'));
     // An accepted manifest must be self-consistent: what the engine relies on without checking again.
-    if (m.state.empty() || m.state_bytes == 0 || m.max_position == 0 || !m.files.count(m.onnx_file) || m.vocab_size < 2) __builtin_trap();
+    if (m.state.empty() || m.state_bytes == 0 || m.max_position == 0 || !m.files.count(m.onnx_file) || m.vocab_size < 2)
+      __builtin_trap();
   } catch (const ae::Error& e) {
     if (std::string(e.what()).find('\n') != std::string::npos) __builtin_trap();  // one line
   }

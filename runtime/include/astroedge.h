@@ -91,7 +91,7 @@ typedef enum AeStatus {
   AE_ERR_RUNTIME = 11,         /* the machine failed: ONNX Runtime's environment, CUDA, TensorRT (first line of
                                   its message in ae_last_error) */
   AE_ERR_OUT_OF_MEMORY = 12,
-  AE_ERR_NON_FINITE = 13       /* NaN or Inf in state or logits (given, loaded or computed) */
+  AE_ERR_NON_FINITE = 13 /* NaN or Inf in state or logits (given, loaded or computed) */
 } AeStatus;
 
 /* Message of the last failed call made by THIS thread ("" if none). Valid until this thread's next
@@ -200,8 +200,8 @@ AE_API AeStatus ae_tokenize(const AeEngine* engine, const char* text, size_t len
                             size_t* n_tokens);
 /* The raw bytes of `tokens` (not validated as UTF-8, not NUL-terminated). Writes up to `capacity`
  * bytes and the count to *n_bytes; AE_ERR_BUFFER_TOO_SMALL as above. */
-AE_API AeStatus ae_detokenize(const AeEngine* engine, const int32_t* tokens, size_t n_tokens, char* text, size_t capacity,
-                              size_t* n_bytes);
+AE_API AeStatus ae_detokenize(const AeEngine* engine, const int32_t* tokens, size_t n_tokens, char* text,
+                              size_t capacity, size_t* n_bytes);
 
 /* ---------------------------------------------------------------------------------------------
  * Stream: state + position + last logits + the set of tokens consumed (for the repetition
@@ -250,7 +250,8 @@ AE_API AeStatus ae_stream_get_state(const AeStream* stream, float* state, size_t
 /* Replaces state, position and logits: `size` must equal ae_stream_state_size; `position` <=
  * max_position; `logits` (vocab_size floats) or NULL for "no logits yet". Values must be finite
  * (AE_ERR_NON_FINITE). The repetition-penalty history is cleared. All or nothing. */
-AE_API AeStatus ae_stream_set_state(AeStream* stream, const float* state, size_t size, uint64_t position, const float* logits);
+AE_API AeStatus ae_stream_set_state(AeStream* stream, const float* state, size_t size, uint64_t position,
+                                    const float* logits);
 
 /* ---------------------------------------------------------------------------------------------
  * State files: ONE versioned binary format (version 2), written and read only here:
@@ -333,7 +334,8 @@ AE_API AeStatus ae_stream_sample(const AeStream* stream, AeSampler* sampler, int
 /* Picks a token from caller-held logits (`vocab` >= 1 floats, e.g. a host framework's) and advances
  * the RNG. `seen` (vocab bytes, may be NULL for "no history"): seen[i] != 0 marks token i for the
  * repetition penalty. Neither buffer is kept. AE_ERR_NON_FINITE on NaN/Inf logits. */
-AE_API AeStatus ae_sampler_pick(AeSampler* sampler, const float* logits, size_t vocab, const uint8_t* seen, int32_t* token);
+AE_API AeStatus ae_sampler_pick(AeSampler* sampler, const float* logits, size_t vocab, const uint8_t* seen,
+                                int32_t* token);
 
 /* ---------------------------------------------------------------------------------------------
  * Generator: THE generation loop, pull style (onnxruntime-genai's OgaGenerator): each call of
@@ -357,8 +359,8 @@ typedef struct AeGenerator AeGenerator;
 /* Feeds `prompt` (n_prompt may be 0 to continue from the stream's last logits; AE_ERR_NO_LOGITS if
  * it has none) and makes a generator with params' settings (copied; NULL = the defaults), its RNG at
  * the seed. All or nothing: on failure the stream is unchanged and *out is NULL. */
-AE_API AeStatus ae_generator_create(AeStream* stream, const AeGenerateParams* params, const int32_t* prompt, size_t n_prompt,
-                                    AeGenerator** out);
+AE_API AeStatus ae_generator_create(AeStream* stream, const AeGenerateParams* params, const int32_t* prompt,
+                                    size_t n_prompt, AeGenerator** out);
 /* NULL is a no-op. Does not touch the stream (may come after ae_stream_destroy). */
 AE_API void ae_generator_destroy(AeGenerator* gen);
 /* The next token: *done = 0, *token its id, already consumed by the stream (so the stream can be
@@ -369,7 +371,8 @@ AE_API void ae_generator_destroy(AeGenerator* gen);
  * was returned as usual), *done = 1, *token = -1, *piece = NULL and the stream is not touched.
  * piece and piece_len may be NULL. On failure (AE_ERR_POSITION, AE_ERR_NON_FINITE, ...) nothing
  * changes: not the stream, not the RNG. */
-AE_API AeStatus ae_generator_next(AeGenerator* gen, int32_t* token, const char** piece, size_t* piece_len, int32_t* done);
+AE_API AeStatus ae_generator_next(AeGenerator* gen, int32_t* token, const char** piece, size_t* piece_len,
+                                  int32_t* done);
 /* "hf" packages: the text of the token ae_generator_next just returned (`len` bytes, copied; the
  * binding's tokenizer makes it), matched against the stop strings before the next call. At most once
  * per token; a token whose text is never set counts as "". AE_ERR_INVALID_ARGUMENT on a byte-level

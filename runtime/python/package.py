@@ -180,9 +180,7 @@ def _check_files(root: Path, m: dict[str, Any], f: _Fields, onnx_file: str, veri
             raise UserError(f"{p}: missing from the package (listed in {MANIFEST}); copy the whole package directory or re-export it")
         actual_size = p.stat().st_size
         if actual_size != size:
-            raise UserError(
-                f"{p}: {actual_size} bytes, manifest says {size}; the package is corrupted or truncated, copy or re-export it"
-            )
+            raise UserError(f"{p}: {actual_size} bytes, manifest says {size}; the package is corrupted or truncated, copy or re-export it")
         if verify and sha256_file(p) != digest.lower():
             raise UserError(f"{p}: sha256 does not match {MANIFEST} (file corrupted or edited); copy or re-export the package")
 

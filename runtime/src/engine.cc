@@ -27,8 +27,9 @@ const OrtApi* ort_api() {
   const OrtApiBase* base = OrtGetApiBase();
   const OrtApi* api = base ? base->GetApi(ORT_API_VERSION) : nullptr;
   if (!api) {
-    throw Error(AE_ERR_VERSION, std::string("onnxruntime ") + (base ? base->GetVersionString() : "?") + " does not offer C API version " +
-                                    std::to_string(ORT_API_VERSION) + "; use onnxruntime 1.23 or newer");
+    throw Error(AE_ERR_VERSION, std::string("onnxruntime ") + (base ? base->GetVersionString() : "?") +
+                                    " does not offer C API version " + std::to_string(ORT_API_VERSION) +
+                                    "; use onnxruntime 1.23 or newer");
   }
   return api;
 }
@@ -75,7 +76,8 @@ AeEngine::AeEngine(const AeEngineParams& params) : device(params.device) {
   ae::Sha256 mh;
   mh.update(raw.data(), raw.size());
   auto md = mh.digest();
-  manifest = ae::parse_manifest(std::string(raw.begin(), raw.end()), params.package_dir, ae::to_hex(md.data(), md.size()));
+  manifest =
+      ae::parse_manifest(std::string(raw.begin(), raw.end()), params.package_dir, ae::to_hex(md.data(), md.size()));
 
   // Every listed file is read once, size-checked before allocation, hashed, and the bytes that were
   // hashed are the bytes the session is built from: nothing is reopened later.
@@ -86,8 +88,9 @@ AeEngine::AeEngine(const AeEngineParams& params) : device(params.device) {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
   const uint64_t memory = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : UINT64_MAX;
   if (listed > memory) {
-    throw Error(AE_ERR_UNSUPPORTED, manifest.path("manifest.json") + ": the package's files hold " + std::to_string(listed) +
-                                        " bytes, more than this machine's memory (" + std::to_string(memory) + " bytes); it cannot be loaded here");
+    throw Error(AE_ERR_UNSUPPORTED, manifest.path("manifest.json") + ": the package's files hold " +
+                                        std::to_string(listed) + " bytes, more than this machine's memory (" +
+                                        std::to_string(memory) + " bytes); it cannot be loaded here");
   }
   std::vector<uint8_t> model, external;
   for (const auto& [name, entry] : manifest.files) {
@@ -98,24 +101,31 @@ AeEngine::AeEngine(const AeEngineParams& params) : device(params.device) {
       auto d = h.digest();
       std::string got = ae::to_hex(d.data(), d.size());
       if (got != entry.sha256) {
-        throw Error(AE_ERR_CHECKSUM, dir.path(name) + ": sha256 " + got.substr(0, 16) + "... differs from manifest.json (" + entry.sha256.substr(0, 16) +
-                                         "...); the file is damaged or was changed: re-export the package with 'astroedge export'");
+        throw Error(AE_ERR_CHECKSUM,
+                    dir.path(name) + ": sha256 " + got.substr(0, 16) + "... differs from manifest.json (" +
+                        entry.sha256.substr(0, 16) +
+                        "...); the file is damaged or was changed: re-export the package with 'astroedge export'");
       }
     }
-    if (name == manifest.onnx_file) model = std::move(bytes);
-    else if (name == manifest.external_data) external = std::move(bytes);
-    else if (name == manifest.tokenizer_file) tokenizer_data = std::move(bytes);
+    if (name == manifest.onnx_file)
+      model = std::move(bytes);
+    else if (name == manifest.external_data)
+      external = std::move(bytes);
+    else if (name == manifest.tokenizer_file)
+      tokenizer_data = std::move(bytes);
   }
   if (!tokenizer_data.empty()) {
     std::string text(tokenizer_data.begin(), tokenizer_data.end());
     if (tokenizer_data.size() > ae::kMaxTokenizerBytes) {
-      throw Error(AE_ERR_FORMAT, dir.path(manifest.tokenizer_file) + ": " + std::to_string(tokenizer_data.size()) + " bytes, more than a tokenizer may hold (" +
+      throw Error(AE_ERR_FORMAT, dir.path(manifest.tokenizer_file) + ": " + std::to_string(tokenizer_data.size()) +
+                                     " bytes, more than a tokenizer may hold (" +
                                      std::to_string(ae::kMaxTokenizerBytes) + ")");
     }
     try {
       ae::parse_json(text, 64);  // UTF-8 and well-formed; the binding's tokenizers library reads the rest
     } catch (const std::runtime_error& e) {
-      throw Error(AE_ERR_FORMAT, dir.path(manifest.tokenizer_file) + ": not a valid tokenizer file (" + e.what() + "); re-export the package with 'astroedge export'");
+      throw Error(AE_ERR_FORMAT, dir.path(manifest.tokenizer_file) + ": not a valid tokenizer file (" + e.what() +
+                                     "); re-export the package with 'astroedge export'");
     }
   }
   // The graph is checked before onnxruntime sees it: it may read no file but the listed external data.
@@ -129,7 +139,8 @@ AeEngine::AeEngine(const AeEngineParams& params) : device(params.device) {
   if (device == "tensorrt" || device == "jetson") {
     std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>> initializers;
     for (const auto& ref : facts.external) {
-      uint64_t length = ref.length < 0 ? manifest.files.at(manifest.external_data).bytes - ref.offset : uint64_t(ref.length);
+      uint64_t length =
+          ref.length < 0 ? manifest.files.at(manifest.external_data).bytes - ref.offset : uint64_t(ref.length);
       initializers.push_back({ref.tensor, {ref.offset, length}});
     }
     try {
@@ -143,11 +154,12 @@ AeEngine::AeEngine(const AeEngineParams& params) : device(params.device) {
   }
 }
 
-void AeEngine::load_session(const AeEngineParams& params, const std::vector<uint8_t>& model, const std::vector<uint8_t>& external) {
+void AeEngine::load_session(const AeEngineParams& params, const std::vector<uint8_t>& model,
+                            const std::vector<uint8_t>& external) {
   std::string source;
   std::string lib = params.resolved_amsu_library(&source);
   if (!lib.empty()) {
-    struct stat st {};
+    struct stat st{};
     if (stat(lib.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
       throw Error(AE_ERR_IO, source + " " + lib + ": no such file; build it with 'make plugins', or set " + source +
                                  " to \"\" to run the fallback function on purpose");
@@ -161,10 +173,15 @@ void AeEngine::load_session(const AeEngineParams& params, const std::vector<uint
   try {
     check(api_, api_->CreateEnv(ORT_LOGGING_LEVEL_FATAL, "astroedge", &env_), "creating the environment");
     check(api_, api_->CreateSessionOptions(&opts), "creating session options");
-    if (params.num_threads > 0) check(api_, api_->SetIntraOpNumThreads(opts, params.num_threads), "setting num_threads");
-    if (!lib.empty()) check(api_, api_->RegisterCustomOpsLibrary_V2(opts, lib.c_str()), source + " " + lib + " could not be loaded", AE_ERR_IO);
+    if (params.num_threads > 0)
+      check(api_, api_->SetIntraOpNumThreads(opts, params.num_threads), "setting num_threads");
+    if (!lib.empty())
+      check(api_, api_->RegisterCustomOpsLibrary_V2(opts, lib.c_str()), source + " " + lib + " could not be loaded",
+            AE_ERR_IO);
     if (device == "cuda") {
-      const std::string what = "device \"cuda\": the CUDA execution provider could not be loaded (use an onnxruntime-gpu build with CUDA, or \"cpu\")";
+      const std::string what =
+          "device \"cuda\": the CUDA execution provider could not be loaded (use an onnxruntime-gpu build with CUDA, "
+          "or \"cpu\")";
       OrtCUDAProviderOptionsV2* cuda = nullptr;
       check(api_, api_->CreateCUDAProviderOptions(&cuda), what, AE_ERR_UNSUPPORTED);
       std::string id = std::to_string(params.device_id);
@@ -179,15 +196,19 @@ void AeEngine::load_session(const AeEngineParams& params, const std::vector<uint
       const char* names[] = {manifest.external_data.c_str()};
       char* buffers[] = {const_cast<char*>(reinterpret_cast<const char*>(external.data()))};
       size_t lengths[] = {external.size()};
-      check(api_, api_->AddExternalInitializersFromFilesInMemory(opts, names, buffers, lengths, 1), manifest.path(manifest.external_data));
+      check(api_, api_->AddExternalInitializersFromFilesInMemory(opts, names, buffers, lengths, 1),
+            manifest.path(manifest.external_data));
     }
-    check(api_, api_->CreateSessionFromArray(env_, model.data(), model.size(), opts, &session_), model_path, AE_ERR_FORMAT);
+    check(api_, api_->CreateSessionFromArray(env_, model.data(), model.size(), opts, &session_), model_path,
+          AE_ERR_FORMAT);
     api_->ReleaseSessionOptions(opts);
     opts = nullptr;
     check(api_, api_->CreateCpuMemoryInfo(OrtArenaAllocator, OrtMemTypeDefault, &memory_), "creating memory info");
     if (device == "cuda") {
-      check(api_, api_->CreateMemoryInfo("Cuda", OrtDeviceAllocator, params.device_id, OrtMemTypeDefault, &gpu_memory_), "device \"cuda\": memory info");
-      check(api_, api_->CreateAllocator(session_, gpu_memory_, &gpu_alloc_), "device \"cuda\": the GPU allocator", AE_ERR_UNSUPPORTED);
+      check(api_, api_->CreateMemoryInfo("Cuda", OrtDeviceAllocator, params.device_id, OrtMemTypeDefault, &gpu_memory_),
+            "device \"cuda\": memory info");
+      check(api_, api_->CreateAllocator(session_, gpu_memory_, &gpu_alloc_), "device \"cuda\": the GPU allocator",
+            AE_ERR_UNSUPPORTED);
       for (const char* name : {"libcudart.so.12", "libcudart.so.13", "libcudart.so.11.0", "libcudart.so"}) {
         if ((cuda_.handle = dlopen(name, RTLD_NOW | RTLD_LOCAL))) break;
       }
@@ -197,7 +218,9 @@ void AeEngine::load_session(const AeEngineParams& params, const std::vector<uint
         cuda_.synchronize = reinterpret_cast<int (*)()>(dlsym(cuda_.handle, "cudaDeviceSynchronize"));
       }
       if (!cuda_.memcpy || !cuda_.memset || !cuda_.synchronize) {
-        throw Error(AE_ERR_UNSUPPORTED, "device \"cuda\": the CUDA runtime (libcudart.so.12) could not be loaded beside onnxruntime's CUDA provider; install CUDA, or use \"cpu\"");
+        throw Error(AE_ERR_UNSUPPORTED,
+                    "device \"cuda\": the CUDA runtime (libcudart.so.12) could not be loaded beside onnxruntime's CUDA "
+                    "provider; install CUDA, or use \"cpu\"");
       }
     }
     input_names_ = {manifest.tokens_input, manifest.position_input};
@@ -235,33 +258,44 @@ void make_folders(const std::string& path) {
 
 }  // namespace
 
-void AeEngine::load_tensorrt(const AeEngineParams& params, const std::vector<uint8_t>& model, const std::vector<uint8_t>& external,
+void AeEngine::load_tensorrt(const AeEngineParams& params, const std::vector<uint8_t>& model,
+                             const std::vector<uint8_t>& external,
                              const std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>>& initializers) {
   const std::string where = "device \"" + device + "\"";
   std::string module = library_folder() + "/libastroedge_tensorrt.so";
-  struct stat st {};
+  struct stat st{};
   if (stat(module.c_str(), &st) != 0) {
-    throw Error(AE_ERR_UNSUPPORTED, where + ": " + module + " is missing: this libastroedge was built without TensorRT (configure it where TensorRT is installed, TENSORRT_ROOT=...), or use \"cpu\" / \"cuda\"");
+    throw Error(AE_ERR_UNSUPPORTED, where + ": " + module +
+                                        " is missing: this libastroedge was built without TensorRT (configure it where "
+                                        "TensorRT is installed, TENSORRT_ROOT=...), or use \"cpu\" / \"cuda\"");
   }
   trt_module_ = dlopen(module.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!trt_module_) {
     const char* why = dlerror();
-    throw Error(AE_ERR_UNSUPPORTED, where + ": " + module + " could not be loaded (" + (why ? why : "?") + "): TensorRT or CUDA is missing on this machine");
+    throw Error(AE_ERR_UNSUPPORTED, where + ": " + module + " could not be loaded (" + (why ? why : "?") +
+                                        "): TensorRT or CUDA is missing on this machine");
   }
   std::string source;
   std::string plugin = params.resolved_amsu_library(&source);
   if (plugin.empty()) {
-    throw Error(AE_ERR_INVALID_ARGUMENT, where + " runs the AMSU op as a TensorRT plugin: name the plugin library with amsu_library (ae_generate --library) or ASTROEDGE_ORT_LIBRARY (build/plugins/libastroedge_trt.so, made where TensorRT is installed)");
+    throw Error(
+        AE_ERR_INVALID_ARGUMENT,
+        where +
+            " runs the AMSU op as a TensorRT plugin: name the plugin library with amsu_library (ae_generate --library) "
+            "or ASTROEDGE_ORT_LIBRARY (build/plugins/libastroedge_trt.so, made where TensorRT is installed)");
   }
-  if (stat(plugin.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) throw Error(AE_ERR_IO, source + " " + plugin + ": no such file; build it with 'make plugins' where TensorRT is installed");
+  if (stat(plugin.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    throw Error(AE_ERR_IO,
+                source + " " + plugin + ": no such file; build it with 'make plugins' where TensorRT is installed");
   kernel = "library";
   auto entry = reinterpret_cast<AeTrtBackendEntry>(dlsym(trt_module_, AE_TRT_BACKEND_SYMBOL));
   trt_api_ = entry ? entry() : nullptr;
   if (!trt_api_ || trt_api_->abi != AE_TRT_BACKEND_ABI) {
     int abi = trt_api_ ? trt_api_->abi : 0;
     release();
-    throw Error(AE_ERR_VERSION, where + ": " + module + " is from another libastroedge build (backend ABI " + std::to_string(abi) + ", expected " +
-                                    std::to_string(AE_TRT_BACKEND_ABI) + "); install the two together");
+    throw Error(AE_ERR_VERSION, where + ": " + module + " is from another libastroedge build (backend ABI " +
+                                    std::to_string(abi) + ", expected " + std::to_string(AE_TRT_BACKEND_ABI) +
+                                    "); install the two together");
   }
   std::string cache = params.cache_dir;
   if (cache.empty()) {
@@ -286,9 +320,12 @@ void AeEngine::load_tensorrt(const AeEngineParams& params, const std::vector<uin
   c.external = external.empty() ? nullptr : external.data(), c.external_size = external.size();
   c.initializers = inits.data(), c.n_initializers = inits.size();
   c.plugin_library = plugin.c_str(), c.cache_dir = cache.c_str(), c.cache_key = manifest.sha256.c_str();
-  c.device_id = params.device_id, c.max_batch = 64, c.max_chunk = int32_t(kMaxChunk), c.vocab_size = manifest.vocab_size;
-  c.tokens_name = manifest.tokens_input.c_str(), c.position_name = manifest.position_input.c_str(), c.logits_name = manifest.logits_output.c_str();
-  c.n_state = manifest.state.size(), c.state_inputs = ins.data(), c.state_outputs = outs.data(), c.state_dims = dims.data(), c.state_ranks = ranks.data();
+  c.device_id = params.device_id, c.max_batch = 64, c.max_chunk = int32_t(kMaxChunk),
+  c.vocab_size = manifest.vocab_size;
+  c.tokens_name = manifest.tokens_input.c_str(), c.position_name = manifest.position_input.c_str(),
+  c.logits_name = manifest.logits_output.c_str();
+  c.n_state = manifest.state.size(), c.state_inputs = ins.data(), c.state_outputs = outs.data(),
+  c.state_dims = dims.data(), c.state_ranks = ranks.data();
   char err[512] = "";
   trt_ = trt_api_->create(&c, err, sizeof err);
   if (!trt_) {
@@ -325,11 +362,15 @@ void AeEngine::check_io() const {
   check(api_, api_->GetAllocatorWithDefaultOptions(&alloc), "getting the allocator");
   auto names = [&](bool inputs) {
     size_t count = 0;
-    check(api_, inputs ? api_->SessionGetInputCount(session_, &count) : api_->SessionGetOutputCount(session_, &count), "reading graph I/O");
+    check(api_, inputs ? api_->SessionGetInputCount(session_, &count) : api_->SessionGetOutputCount(session_, &count),
+          "reading graph I/O");
     std::vector<std::string> out;
     for (size_t i = 0; i < count; ++i) {
       char* name = nullptr;
-      check(api_, inputs ? api_->SessionGetInputName(session_, i, alloc, &name) : api_->SessionGetOutputName(session_, i, alloc, &name), "reading graph I/O");
+      check(api_,
+            inputs ? api_->SessionGetInputName(session_, i, alloc, &name)
+                   : api_->SessionGetOutputName(session_, i, alloc, &name),
+            "reading graph I/O");
       out.emplace_back(name);
       alloc->Free(alloc, name);
     }
@@ -337,21 +378,28 @@ void AeEngine::check_io() const {
   };
   std::string file = manifest.path("manifest.json");
   std::vector<std::string> graph_inputs = names(true), graph_outputs = names(false);
-  std::set<std::string> in_set(graph_inputs.begin(), graph_inputs.end()), out_set(graph_outputs.begin(), graph_outputs.end());
+  std::set<std::string> in_set(graph_inputs.begin(), graph_inputs.end()),
+      out_set(graph_outputs.begin(), graph_outputs.end());
   for (const auto& n : input_names_) {
-    if (!in_set.erase(n)) throw Error(AE_ERR_FORMAT, file + ": graph input '" + n + "' is not in " + manifest.onnx_file + "; re-export the package");
+    if (!in_set.erase(n))
+      throw Error(AE_ERR_FORMAT,
+                  file + ": graph input '" + n + "' is not in " + manifest.onnx_file + "; re-export the package");
   }
   if (!in_set.empty()) {
-    throw Error(AE_ERR_FORMAT, manifest.path(manifest.onnx_file) + ": graph input '" + *in_set.begin() + "' is not described by manifest.json; re-export the package");
+    throw Error(AE_ERR_FORMAT, manifest.path(manifest.onnx_file) + ": graph input '" + *in_set.begin() +
+                                   "' is not described by manifest.json; re-export the package");
   }
   for (const auto& n : output_names_) {
-    if (!out_set.count(n)) throw Error(AE_ERR_FORMAT, file + ": graph output '" + n + "' is not in " + manifest.onnx_file + "; re-export the package");
+    if (!out_set.count(n))
+      throw Error(AE_ERR_FORMAT,
+                  file + ": graph output '" + n + "' is not in " + manifest.onnx_file + "; re-export the package");
   }
 }
 
 // One graph call through an OrtIoBinding: tokens and positions from host memory, state read from and
 // written to the device's memory (host or GPU: it stays there), logits written to host memory.
-void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t* positions, const float* past, float* present, float* logits) const {
+void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t* positions, const float* past,
+                   float* present, float* logits) const {
   struct Call {
     const OrtApi* api;
     OrtIoBinding* binding = nullptr;
@@ -363,13 +411,18 @@ void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t*
   } call{api_, nullptr, {}};
   if (trt_) {
     char err[512] = "";
-    if (trt_api_->run(trt_, tokens, batch, n, positions, past, present, logits, err, sizeof err) != 0) throw Error(AE_ERR_RUNTIME, "device \"" + device + "\": " + err);
+    if (trt_api_->run(trt_, tokens, batch, n, positions, past, present, logits, err, sizeof err) != 0)
+      throw Error(AE_ERR_RUNTIME, "device \"" + device + "\": " + err);
     check_logits(logits, batch * n);
     return;
   }
-  auto tensor = [&](const OrtMemoryInfo* where, const void* data, size_t bytes, const std::vector<int64_t>& shape, ONNXTensorElementDataType type) {
+  auto tensor = [&](const OrtMemoryInfo* where, const void* data, size_t bytes, const std::vector<int64_t>& shape,
+                    ONNXTensorElementDataType type) {
     OrtValue* value = nullptr;
-    check(api_, api_->CreateTensorWithDataAsOrtValue(where, const_cast<void*>(data), bytes, shape.data(), shape.size(), type, &value), "creating a tensor");
+    check(api_,
+          api_->CreateTensorWithDataAsOrtValue(where, const_cast<void*>(data), bytes, shape.data(), shape.size(), type,
+                                               &value),
+          "creating a tensor");
     call.values.push_back(value);
     return value;
   };
@@ -380,11 +433,15 @@ void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t*
   const size_t vocab = size_t(manifest.vocab_size);
   check(api_, api_->CreateIoBinding(session_, &call.binding), "binding the graph's inputs and outputs");
   auto bind = [&](bool input, const std::string& name, OrtValue* value) {
-    check(api_, input ? api_->BindInput(call.binding, name.c_str(), value) : api_->BindOutput(call.binding, name.c_str(), value), "binding " + name);
+    check(api_,
+          input ? api_->BindInput(call.binding, name.c_str(), value)
+                : api_->BindOutput(call.binding, name.c_str(), value),
+          "binding " + name);
   };
   bind(true, manifest.tokens_input, tensor(memory_, tokens, batch * n * sizeof(int64_t), {b, int64_t(n)}, i64));
   bind(true, manifest.position_input, tensor(memory_, positions, batch * sizeof(int64_t), {b}, i64));
-  bind(false, manifest.logits_output, tensor(memory_, logits, batch * n * vocab * sizeof(float), {b, int64_t(n), manifest.vocab_size}, f32));
+  bind(false, manifest.logits_output,
+       tensor(memory_, logits, batch * n * vocab * sizeof(float), {b, int64_t(n), manifest.vocab_size}, f32));
   for (size_t i = 0; i < manifest.state.size(); ++i) {
     const auto& s = manifest.state[i];
     std::vector<int64_t> shape = s.shape;
@@ -395,7 +452,8 @@ void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t*
   }
   // The inputs are ours and checked, so a failing run means a graph that loads but can't compute (a
   // hostile node attribute, say): the package's fault, reported as such, not the machine's.
-  const std::string failed = manifest.path(manifest.onnx_file) + ": the graph failed to run (the package is damaged or was edited; re-export it)";
+  const std::string failed = manifest.path(manifest.onnx_file) +
+                             ": the graph failed to run (the package is damaged or was edited; re-export it)";
   check(api_, api_->RunWithBinding(session_, nullptr, call.binding), failed, AE_ERR_FORMAT);
   check(api_, api_->SynchronizeBoundOutputs(call.binding), failed, AE_ERR_FORMAT);
   check_logits(logits, batch * n);
@@ -403,8 +461,10 @@ void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t*
   size_t floats = gpu_memory_ ? 0 : batch * state_floats;
   size_t bad = ae::first_non_finite(present, floats);
   if (bad < floats) {
-    throw Error(AE_ERR_NON_FINITE, manifest.path(manifest.onnx_file) + ": the graph produced a non-finite state value (" + std::to_string(present[bad]) +
-                                       "); the weights or the state are damaged (reset the stream; re-export the package)");
+    throw Error(AE_ERR_NON_FINITE,
+                manifest.path(manifest.onnx_file) + ": the graph produced a non-finite state value (" +
+                    std::to_string(present[bad]) +
+                    "); the weights or the state are damaged (reset the stream; re-export the package)");
   }
 }
 
@@ -412,8 +472,10 @@ void AeEngine::check_logits(const float* logits, size_t rows) const {
   const size_t count = rows * size_t(manifest.vocab_size);
   size_t bad = ae::first_non_finite(logits, count);
   if (bad < count) {
-    throw Error(AE_ERR_NON_FINITE, manifest.path(manifest.onnx_file) + ": the graph produced a non-finite logit (" + std::to_string(logits[bad]) +
-                                       "); the weights or the state are damaged (reset the stream; re-export the package)");
+    throw Error(AE_ERR_NON_FINITE,
+                manifest.path(manifest.onnx_file) + ": the graph produced a non-finite logit (" +
+                    std::to_string(logits[bad]) +
+                    "); the weights or the state are damaged (reset the stream; re-export the package)");
   }
 }
 
@@ -434,33 +496,46 @@ float* AeEngine::state_alloc(size_t floats) const {
 void AeEngine::state_free(float* p) const {
   if (!p) return;
   if (trt_) return trt_api_->free(trt_, p);
-  if (gpu_alloc_) gpu_alloc_->Free(gpu_alloc_, p);
-  else delete[] p;
+  if (gpu_alloc_)
+    gpu_alloc_->Free(gpu_alloc_, p);
+  else
+    delete[] p;
 }
 
 namespace {
 void cuda_check(int rc, const char* what) {
-  if (rc != 0) throw Error(AE_ERR_RUNTIME, std::string("device \"cuda\": ") + what + " failed (CUDA error " + std::to_string(rc) + ")");
+  if (rc != 0)
+    throw Error(AE_ERR_RUNTIME,
+                std::string("device \"cuda\": ") + what + " failed (CUDA error " + std::to_string(rc) + ")");
 }
 }  // namespace
 
 void AeEngine::to_host(float* dst, const float* src, size_t floats) const {
-  if (trt_) cuda_check(floats ? trt_api_->copy(trt_, dst, src, floats * sizeof(float)) : 0, "copying state");
-  else if (gpu_alloc_) cuda_check(cuda_.memcpy(dst, src, floats * sizeof(float), 4), "copying state to the host");
-  else if (floats) std::memcpy(dst, src, floats * sizeof(float));
+  if (trt_)
+    cuda_check(floats ? trt_api_->copy(trt_, dst, src, floats * sizeof(float)) : 0, "copying state");
+  else if (gpu_alloc_)
+    cuda_check(cuda_.memcpy(dst, src, floats * sizeof(float), 4), "copying state to the host");
+  else if (floats)
+    std::memcpy(dst, src, floats * sizeof(float));
 }
-void AeEngine::to_device(float* dst, const float* src, size_t floats) const { to_host(dst, src, floats); }  // cudaMemcpyDefault: any direction
+void AeEngine::to_device(float* dst, const float* src, size_t floats) const {
+  to_host(dst, src, floats);
+}  // cudaMemcpyDefault: any direction
 void AeEngine::on_device(float* dst, const float* src, size_t floats) const { to_host(dst, src, floats); }
 
 void AeEngine::zero(float* p, size_t floats) const {
-  if (trt_) cuda_check(floats ? trt_api_->zero(trt_, p, floats * sizeof(float)) : 0, "zeroing state");
-  else if (gpu_alloc_) cuda_check(cuda_.memset(p, 0, floats * sizeof(float)), "zeroing state");
-  else std::fill(p, p + floats, 0.0f);
+  if (trt_)
+    cuda_check(floats ? trt_api_->zero(trt_, p, floats * sizeof(float)) : 0, "zeroing state");
+  else if (gpu_alloc_)
+    cuda_check(cuda_.memset(p, 0, floats * sizeof(float)), "zeroing state");
+  else
+    std::fill(p, p + floats, 0.0f);
 }
 
 ae::StateBuffer::StateBuffer(const AeEngine* e, size_t floats) : e_(e), p_(e->state_alloc(floats)), n_(floats) {}
 
-ae::StateBuffer::StateBuffer(const StateBuffer& other) : e_(other.e_), p_(other.e_->state_alloc(other.n_)), n_(other.n_) {
+ae::StateBuffer::StateBuffer(const StateBuffer& other)
+    : e_(other.e_), p_(other.e_->state_alloc(other.n_)), n_(other.n_) {
   try {
     e_->on_device(p_, other.p_, n_);
   } catch (...) {
@@ -478,7 +553,11 @@ void ae::StateBuffer::swap(StateBuffer& other) noexcept {
 }
 
 AeStream::AeStream(AeEngine* e)
-    : engine(e), state(e, e->state_floats), next(e, e->state_floats), logits(size_t(e->manifest.vocab_size), 0.0f), seen(size_t(e->manifest.vocab_size), 0) {}
+    : engine(e),
+      state(e, e->state_floats),
+      next(e, e->state_floats),
+      logits(size_t(e->manifest.vocab_size), 0.0f),
+      seen(size_t(e->manifest.vocab_size), 0) {}
 
 void AeStream::reset() {
   engine->zero(state.data(), state.size());
@@ -492,13 +571,14 @@ void AeStream::check_tokens(const int32_t* tokens, size_t n) const {
   const ae::Manifest& m = engine->manifest;
   for (size_t i = 0; i < n; ++i) {
     if (tokens[i] < 0 || tokens[i] >= m.vocab_size) {
-      throw Error(AE_ERR_INVALID_ARGUMENT, "token " + std::to_string(tokens[i]) + " at index " + std::to_string(i) + " is outside the vocabulary [0, " +
-                                               std::to_string(m.vocab_size) + ")");
+      throw Error(AE_ERR_INVALID_ARGUMENT, "token " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                                               " is outside the vocabulary [0, " + std::to_string(m.vocab_size) + ")");
     }
   }
   if (n > m.max_position || position > m.max_position - n) {
-    throw Error(AE_ERR_POSITION, "stream position " + std::to_string(position) + " + " + std::to_string(n) + " tokens would pass the package's max_position " +
-                                     std::to_string(m.max_position) + "; reset the stream");
+    throw Error(AE_ERR_POSITION, "stream position " + std::to_string(position) + " + " + std::to_string(n) +
+                                     " tokens would pass the package's max_position " + std::to_string(m.max_position) +
+                                     "; reset the stream");
   }
 }
 
@@ -535,8 +615,11 @@ void ae::decode_batch(AeStream* const* streams, const int32_t* tokens, size_t n,
   AeEngine* e = streams[0]->engine;
   std::set<const AeStream*> distinct;
   for (size_t b = 0; b < n; ++b) {
-    if (streams[b]->engine != e) throw Error(AE_ERR_MISMATCH, "ae_decode_batch: stream " + std::to_string(b) + " belongs to another engine than stream 0");
-    if (!distinct.insert(streams[b]).second) throw Error(AE_ERR_INVALID_ARGUMENT, "ae_decode_batch: stream " + std::to_string(b) + " appears twice");
+    if (streams[b]->engine != e)
+      throw Error(AE_ERR_MISMATCH,
+                  "ae_decode_batch: stream " + std::to_string(b) + " belongs to another engine than stream 0");
+    if (!distinct.insert(streams[b]).second)
+      throw Error(AE_ERR_INVALID_ARGUMENT, "ae_decode_batch: stream " + std::to_string(b) + " appears twice");
     try {
       streams[b]->check_tokens(tokens + b, 1);
     } catch (const Error& err) {

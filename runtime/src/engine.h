@@ -37,7 +37,8 @@ struct AeEngine {
   // `past` / `present` hold the state tensors one after the other, each stacked over the batch
   // ([batch, ...] for tensor 0, then tensor 1, ...); logits [batch, n, vocab]. Throws ae::Error,
   // AE_ERR_NON_FINITE if the logits or the new state hold NaN/Inf.
-  void run(const int64_t* tokens, size_t batch, size_t n, const int64_t* positions, const float* past, float* present, float* logits) const;
+  void run(const int64_t* tokens, size_t batch, size_t n, const int64_t* positions, const float* past, float* present,
+           float* logits) const;
 
   // State memory of this engine's device: allocated, copied and zeroed here (host memory on "cpu").
   float* state_alloc(size_t floats) const;
@@ -56,8 +57,10 @@ struct AeEngine {
   size_t state_floats = 0;
 
  private:
-  void load_session(const AeEngineParams& params, const std::vector<uint8_t>& model, const std::vector<uint8_t>& external);
-  void load_tensorrt(const AeEngineParams& params, const std::vector<uint8_t>& model, const std::vector<uint8_t>& external,
+  void load_session(const AeEngineParams& params, const std::vector<uint8_t>& model,
+                    const std::vector<uint8_t>& external);
+  void load_tensorrt(const AeEngineParams& params, const std::vector<uint8_t>& model,
+                     const std::vector<uint8_t>& external,
                      const std::vector<std::pair<std::string, std::pair<uint64_t, uint64_t>>>& initializers);
   void check_io() const;
   void check_logits(const float* logits, size_t rows) const;  // AE_ERR_NON_FINITE
@@ -65,11 +68,11 @@ struct AeEngine {
   const OrtApi* api_ = nullptr;
   OrtEnv* env_ = nullptr;
   OrtSession* session_ = nullptr;
-  OrtMemoryInfo* memory_ = nullptr;        // host
-  OrtMemoryInfo* gpu_memory_ = nullptr;    // "cuda" only
-  OrtAllocator* gpu_alloc_ = nullptr;      // "cuda" only
+  OrtMemoryInfo* memory_ = nullptr;      // host
+  OrtMemoryInfo* gpu_memory_ = nullptr;  // "cuda" only
+  OrtAllocator* gpu_alloc_ = nullptr;    // "cuda" only
   ae::CudaRuntime cuda_;
-  void* trt_module_ = nullptr;          // "tensorrt"/"jetson": libastroedge_tensorrt.so
+  void* trt_module_ = nullptr;  // "tensorrt"/"jetson": libastroedge_tensorrt.so
   const AeTrtApi* trt_api_ = nullptr;
   AeTrtBackend* trt_ = nullptr;
   std::vector<std::string> input_names_, output_names_;

@@ -1,5 +1,6 @@
 // A small JSON reader (RFC 8259) for manifest.json: values, objects, arrays, strings with \u escapes,
-// numbers as double (plus whether they were written as integers). Enough for a manifest of a few kilobytes; it is not a general-purpose library.
+// numbers as double (plus whether they were written as integers). Enough for a manifest of a few kilobytes; it is not a
+// general-purpose library.
 #ifndef ASTROEDGE_RUNTIME_JSON_H_
 #define ASTROEDGE_RUNTIME_JSON_H_
 

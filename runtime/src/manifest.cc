@@ -21,8 +21,10 @@ constexpr const char* kRegenerate = "re-export the package with 'astroedge expor
 
 std::string shown(const Json& v) {
   switch (v.kind) {
-    case Json::Kind::kNull: return "null";
-    case Json::Kind::kBool: return v.boolean ? "true" : "false";
+    case Json::Kind::kNull:
+      return "null";
+    case Json::Kind::kBool:
+      return v.boolean ? "true" : "false";
     case Json::Kind::kNumber: {
       char buf[40];
       std::snprintf(buf, sizeof buf, v.integral ? "%.0f" : "%.17g", v.number);
@@ -35,8 +37,10 @@ std::string shown(const Json& v) {
       }
       return "\"" + s + "\"";
     }
-    case Json::Kind::kArray: return "an array of " + std::to_string(v.array.size());
-    case Json::Kind::kObject: return "an object";
+    case Json::Kind::kArray:
+      return "an array of " + std::to_string(v.array.size());
+    case Json::Kind::kObject:
+      return "an object";
   }
   return "?";
 }
@@ -53,7 +57,9 @@ class Reader {
  public:
   explicit Reader(std::string file) : file_(std::move(file)) {}
 
-  [[noreturn]] void fail(const std::string& text) const { throw Error(AE_ERR_FORMAT, file_ + ": " + text + "; " + kRegenerate); }
+  [[noreturn]] void fail(const std::string& text) const {
+    throw Error(AE_ERR_FORMAT, file_ + ": " + text + "; " + kRegenerate);
+  }
   [[noreturn]] void bad(const std::string& field, const Json& v, const std::string& why) const {
     fail("field '" + field + "' = " + shown(v) + " " + why);
   }
@@ -106,10 +112,12 @@ struct Range {
 // astroedge/manifest.py CONFIG_RANGES: tighter than the model's own checks so that no value can
 // overflow a derived size before the relations are checked.
 constexpr Range kConfig[] = {
-    {"vocab_size", true, 2, 1 << 24, true},   {"d_model", true, 2, 1 << 16, true},        {"n_layers", true, 1, 1024, true},
-    {"n_heads", true, 1, 4096, true},         {"ffn_mult", false, 0, 64, false},          {"tau_n", false, 0, 1e9, false},
-    {"tau_a_min", false, 0, 1e9, false},      {"tau_a_max", false, 0, 1e9, false},        {"threshold", false, -1e6, 1e6, true},
-    {"ffn_threshold", false, -1e6, 1e6, true}, {"rope_base", false, 1, 1e12, false},      {"norm_eps", false, 0, 1, false},
+    {"vocab_size", true, 2, 1 << 24, true},    {"d_model", true, 2, 1 << 16, true},
+    {"n_layers", true, 1, 1024, true},         {"n_heads", true, 1, 4096, true},
+    {"ffn_mult", false, 0, 64, false},         {"tau_n", false, 0, 1e9, false},
+    {"tau_a_min", false, 0, 1e9, false},       {"tau_a_max", false, 0, 1e9, false},
+    {"threshold", false, -1e6, 1e6, true},     {"ffn_threshold", false, -1e6, 1e6, true},
+    {"rope_base", false, 1, 1e12, false},      {"norm_eps", false, 0, 1, false},
     {"surrogate_width", false, 0, 1e6, false},
 };
 
@@ -135,21 +143,33 @@ ModelConfig check_config(const Json& model, const Reader& r) {
     v[i] = x.number;
   }
   ModelConfig cfg;
-  cfg.vocab_size = int64_t(v[0]), cfg.d_model = int64_t(v[1]), cfg.n_layers = int64_t(v[2]), cfg.n_heads = int64_t(v[3]);
-  cfg.ffn_mult = v[4], cfg.tau_n = v[5], cfg.tau_a_min = v[6], cfg.tau_a_max = v[7], cfg.threshold = v[8], cfg.ffn_threshold = v[9];
+  cfg.vocab_size = int64_t(v[0]), cfg.d_model = int64_t(v[1]), cfg.n_layers = int64_t(v[2]),
+  cfg.n_heads = int64_t(v[3]);
+  cfg.ffn_mult = v[4], cfg.tau_n = v[5], cfg.tau_a_min = v[6], cfg.tau_a_max = v[7], cfg.threshold = v[8],
+  cfg.ffn_threshold = v[9];
   cfg.rope_base = v[10], cfg.norm_eps = v[11], cfg.surrogate_width = v[12];
-  auto relation = [&](const char* field, const Json& x, const std::string& why) { r.fail("config field '" + std::string(field) + "' = " + shown(x) + ": " + why); };
-  if (cfg.d_model % cfg.n_heads) relation("d_model", model.object.at("d_model"), "must be divisible by n_heads=" + std::to_string(cfg.n_heads));
-  if ((cfg.d_model / cfg.n_heads) % 2) relation("n_heads", model.object.at("n_heads"), "head width d_model/n_heads must be even (RoPE rotates pairs)");
-  if (std::nearbyint(cfg.ffn_mult * double(cfg.d_model)) < 1) relation("ffn_mult", model.object.at("ffn_mult"), "must be positive");
-  if (cfg.tau_a_max < cfg.tau_a_min) relation("tau_a_max", model.object.at("tau_a_max"), "must be finite and >= tau_a_min");
+  auto relation = [&](const char* field, const Json& x, const std::string& why) {
+    r.fail("config field '" + std::string(field) + "' = " + shown(x) + ": " + why);
+  };
+  if (cfg.d_model % cfg.n_heads)
+    relation("d_model", model.object.at("d_model"), "must be divisible by n_heads=" + std::to_string(cfg.n_heads));
+  if ((cfg.d_model / cfg.n_heads) % 2)
+    relation("n_heads", model.object.at("n_heads"), "head width d_model/n_heads must be even (RoPE rotates pairs)");
+  if (std::nearbyint(cfg.ffn_mult * double(cfg.d_model)) < 1)
+    relation("ffn_mult", model.object.at("ffn_mult"), "must be positive");
+  if (cfg.tau_a_max < cfg.tau_a_min)
+    relation("tau_a_max", model.object.at("tau_a_max"), "must be finite and >= tau_a_min");
   uint64_t hd = uint64_t(cfg.d_model / cfg.n_heads);
   uint64_t bytes = uint64_t(cfg.n_layers) * (uint64_t(cfg.n_heads) * hd * hd + uint64_t(cfg.d_model)) * 4;
-  if (bytes > kMaxStateBytes) r.fail("field 'model' gives " + std::to_string(bytes) + " bytes of state per stream (limit " + std::to_string(kMaxStateBytes) + ")");
+  if (bytes > kMaxStateBytes)
+    r.fail("field 'model' gives " + std::to_string(bytes) + " bytes of state per stream (limit " +
+           std::to_string(kMaxStateBytes) + ")");
   return cfg;
 }
 
-bool is_hex64(const std::string& s) { return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos; }
+bool is_hex64(const std::string& s) {
+  return s.size() == 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
 
 }  // namespace
 
@@ -168,8 +188,9 @@ Manifest parse_manifest(const std::string& text, const std::string& dir, const s
   if (root.kind != Json::Kind::kObject) r.fail("must hold a JSON object");
   const Json* format = root.find("format");
   if (!format || format->kind != Json::Kind::kString || format->string != kFormat) {
-    throw Error(AE_ERR_FORMAT, file + ": field 'format' " + (format ? "= " + shown(*format) : std::string("is missing")) + ", expected \"" + kFormat +
-                                   "\"; this is not an astroedge package");
+    throw Error(AE_ERR_FORMAT, file + ": field 'format' " +
+                                   (format ? "= " + shown(*format) : std::string("is missing")) + ", expected \"" +
+                                   kFormat + "\"; this is not an astroedge package");
   }
   const Json& fv = r.get(root, "format_version", "format_version");
   if (!fv.is_integer() || fv.number < 1) r.bad("format_version", fv, "must be an integer >= 1");
@@ -178,8 +199,10 @@ Manifest parse_manifest(const std::string& text, const std::string& dir, const s
                                     std::to_string(AE_PACKAGE_FORMAT_VERSION) + "); upgrade the astroedge runtime");
   }
   m.format_version = int(fv.number);
-  if (const Json* c = root.find("created_by"); c && c->kind != Json::Kind::kString && c->kind != Json::Kind::kNull) r.bad("created_by", *c, "must be a string");
-  if (const Json* p = root.find("parameters"); p && p->kind != Json::Kind::kNull && (!p->is_integer() || p->number < 0)) {
+  if (const Json* c = root.find("created_by"); c && c->kind != Json::Kind::kString && c->kind != Json::Kind::kNull)
+    r.bad("created_by", *c, "must be a string");
+  if (const Json* p = root.find("parameters");
+      p && p->kind != Json::Kind::kNull && (!p->is_integer() || p->number < 0)) {
     r.bad("parameters", *p, "must be a non-negative integer");
   }
 
@@ -195,7 +218,8 @@ Manifest parse_manifest(const std::string& text, const std::string& dir, const s
   }
 
   const Json& files = r.object(root, "files", "files");
-  if (files.object.size() > 64) r.fail("field 'files' lists " + std::to_string(files.object.size()) + " files (at most 64)");
+  if (files.object.size() > 64)
+    r.fail("field 'files' lists " + std::to_string(files.object.size()) + " files (at most 64)");
   for (const auto& [name, entry] : files.object) {
     std::string at = "files." + cut(name);
     Json as_json;
@@ -221,13 +245,16 @@ Manifest parse_manifest(const std::string& text, const std::string& dir, const s
   const Json& ext = r.get(onnx, "external_data", "onnx.external_data");
   if (ext.kind != Json::Kind::kNull) {
     m.external_data = r.name(ext, "onnx.external_data");
-    if (m.external_data == m.onnx_file || m.external_data == "manifest.json") r.bad("onnx.external_data", ext, "must differ from onnx.file and manifest.json");
+    if (m.external_data == m.onnx_file || m.external_data == "manifest.json")
+      r.bad("onnx.external_data", ext, "must differ from onnx.file and manifest.json");
   }
 
   const Json& inputs = r.object(root, "inputs", "inputs");
   const Json& outputs = r.object(root, "outputs", "outputs");
-  if (inputs.object.size() != 2 || !inputs.find("tokens") || !inputs.find("position")) r.bad("inputs", inputs, "must have exactly the keys 'tokens' and 'position'");
-  if (outputs.object.size() != 1 || !outputs.find("logits")) r.bad("outputs", outputs, "must have exactly the key 'logits'");
+  if (inputs.object.size() != 2 || !inputs.find("tokens") || !inputs.find("position"))
+    r.bad("inputs", inputs, "must have exactly the keys 'tokens' and 'position'");
+  if (outputs.object.size() != 1 || !outputs.find("logits"))
+    r.bad("outputs", outputs, "must have exactly the key 'logits'");
   r.equal(inputs, "tokens", "inputs.tokens", "tokens");
   r.equal(inputs, "position", "inputs.position", "position");
   r.equal(outputs, "logits", "outputs.logits", "logits");
@@ -258,13 +285,15 @@ Manifest parse_manifest(const std::string& text, const std::string& dir, const s
     std::string at = "state[" + std::to_string(i) + "]";
     if (e.kind != Json::Kind::kObject) r.bad(at, e, "must be an object");
     for (const auto& [key, value] : e.object) {
-      if (key != "name" && key != "input" && key != "output" && key != "dtype" && key != "shape" && key != "init") r.bad(at + "." + cut(key), value, "is not a state field");
+      if (key != "name" && key != "input" && key != "output" && key != "dtype" && key != "shape" && key != "init")
+        r.bad(at + "." + cut(key), value, "is not a state field");
     }
     r.equal(e, "dtype", at + ".dtype", "float32");
     const Json& shape = r.get(e, "shape", at + ".shape");
-    bool shape_ok = shape.kind == Json::Kind::kArray && shape.array.size() == want.shape.size() && shape.array[0].kind == Json::Kind::kString &&
-                    shape.array[0].string == "batch";
-    for (size_t d = 1; shape_ok && d < want.shape.size(); ++d) shape_ok = shape.array[d].is_integer() && int64_t(shape.array[d].number) == want.shape[d];
+    bool shape_ok = shape.kind == Json::Kind::kArray && shape.array.size() == want.shape.size() &&
+                    shape.array[0].kind == Json::Kind::kString && shape.array[0].string == "batch";
+    for (size_t d = 1; shape_ok && d < want.shape.size(); ++d)
+      shape_ok = shape.array[d].is_integer() && int64_t(shape.array[d].number) == want.shape[d];
     if (!shape_ok) {
       std::string w = "[\"batch\"";
       for (size_t d = 1; d < want.shape.size(); ++d) w += ", " + std::to_string(want.shape[d]);
@@ -276,24 +305,28 @@ Manifest parse_manifest(const std::string& text, const std::string& dir, const s
     if (e.find("init")) r.equal(e, "init", at + ".init", "zeros");
   }
   if (state.array.size() != expected.size()) {
-    r.fail("field 'state' lists " + std::to_string(state.array.size()) + " tensors, must list " + std::to_string(expected.size()) +
-           " (2 per layer of the model config)");
+    r.fail("field 'state' lists " + std::to_string(state.array.size()) + " tensors, must list " +
+           std::to_string(expected.size()) + " (2 per layer of the model config)");
   }
   m.state = expected;
   uint64_t total = 0;
   for (const auto& s : m.state) total += s.count * 4;
   m.state_bytes = size_t(total);
   int64_t sb = r.integer(root, "state_bytes_per_stream", "state_bytes_per_stream", 1, int64_t(kMaxStateBytes));
-  if (uint64_t(sb) != total) r.bad("state_bytes_per_stream", root.object.at("state_bytes_per_stream"), "disagrees with the state shapes (" + std::to_string(total) + ")");
+  if (uint64_t(sb) != total)
+    r.bad("state_bytes_per_stream", root.object.at("state_bytes_per_stream"),
+          "disagrees with the state shapes (" + std::to_string(total) + ")");
   m.max_position = uint64_t(r.integer(root, "max_position", "max_position", 1, int64_t(kMaxPosition)));
 
   const Json& tok = r.object(root, "tokenizer", "tokenizer");
   m.tokenizer = r.str(tok, "type", "tokenizer.type");
-  if (m.tokenizer != "bytes" && m.tokenizer != "hf") r.bad("tokenizer.type", tok.object.at("type"), "must be one of bytes, hf");
+  if (m.tokenizer != "bytes" && m.tokenizer != "hf")
+    r.bad("tokenizer.type", tok.object.at("type"), "must be one of bytes, hf");
   int64_t tok_vocab = r.integer(tok, "vocab_size", "tokenizer.vocab_size", 1, c.vocab_size);
   const Json& tf = r.get(tok, "file", "tokenizer.file");
   if (m.tokenizer == "bytes") {
-    if (tok_vocab != 256) r.bad("tokenizer.vocab_size", tok.object.at("vocab_size"), "must be 256 for the byte tokenizer");
+    if (tok_vocab != 256)
+      r.bad("tokenizer.vocab_size", tok.object.at("vocab_size"), "must be 256 for the byte tokenizer");
     if (tf.kind != Json::Kind::kNull) r.bad("tokenizer.file", tf, "must be null for the byte tokenizer");
   } else {
     m.tokenizer_file = r.name(tf, "tokenizer.file");
@@ -303,16 +336,20 @@ Manifest parse_manifest(const std::string& text, const std::string& dir, const s
   if (!m.external_data.empty()) used.push_back(m.external_data);
   if (!m.tokenizer_file.empty()) used.push_back(m.tokenizer_file);
   if (std::set<std::string>(used.begin(), used.end()).size() != used.size()) {
-    r.bad("onnx.file", onnx.object.at("file"), "names the same file twice among onnx.file, onnx.external_data and tokenizer.file");
+    r.bad("onnx.file", onnx.object.at("file"),
+          "names the same file twice among onnx.file, onnx.external_data and tokenizer.file");
   }
-  for (const auto& [field, name] : {std::pair<std::string, std::string>{"onnx.file", m.onnx_file}, {"onnx.external_data", m.external_data},
+  for (const auto& [field, name] : {std::pair<std::string, std::string>{"onnx.file", m.onnx_file},
+                                    {"onnx.external_data", m.external_data},
                                     {"tokenizer.file", m.tokenizer_file}}) {
     if (!name.empty() && !m.files.count(name)) {
-      r.fail("field '" + field + "' = \"" + cut(name) + "\" is not listed in 'files' (every file the runtime reads needs its size and sha256)");
+      r.fail("field '" + field + "' = \"" + cut(name) +
+             "\" is not listed in 'files' (every file the runtime reads needs its size and sha256)");
     }
   }
   for (const auto& [name, entry] : m.files) {
-    if (std::find(used.begin(), used.end(), name) == used.end()) r.fail("field 'files." + cut(name) + "' is listed but not used by the package");
+    if (std::find(used.begin(), used.end(), name) == used.end())
+      r.fail("field 'files." + cut(name) + "' is listed but not used by the package");
   }
   return m;
 }

@@ -26,8 +26,8 @@ struct FileEntry {
 
 struct ModelConfig {
   int64_t vocab_size = 0, d_model = 0, n_layers = 0, n_heads = 0;
-  double ffn_mult = 0, tau_n = 0, tau_a_min = 0, tau_a_max = 0, threshold = 0, ffn_threshold = 0, rope_base = 0, norm_eps = 0,
-         surrogate_width = 0;
+  double ffn_mult = 0, tau_n = 0, tau_a_min = 0, tau_a_max = 0, threshold = 0, ffn_threshold = 0, rope_base = 0,
+         norm_eps = 0, surrogate_width = 0;
 };
 
 struct Manifest {
@@ -38,7 +38,7 @@ struct Manifest {
   int32_t vocab_size = 0;
   std::string precision;
   std::string onnx_file;
-  int64_t opset = 0;  // of the default ONNX domain
+  int64_t opset = 0;          // of the default ONNX domain
   std::string external_data;  // "" when the graph has none
   std::string tokens_input, position_input, logits_output;
   std::vector<StateSpec> state;

@@ -99,8 +99,10 @@ ValueInfo value_info(const Protobuf& pb, Span s) {
               if (d.number != 1) continue;
               int64_t dim = -1;
               for (const Field& k : pb.fields(pb.sub(d))) {
-                if (k.number == 1 && k.wire == 0) dim = int64_t(k.varint);
-                else if (k.number == 2) dim = -1;
+                if (k.number == 1 && k.wire == 0)
+                  dim = int64_t(k.varint);
+                else if (k.number == 2)
+                  dim = -1;
               }
               v.dims.push_back(dim);
             }
@@ -115,7 +117,8 @@ ValueInfo value_info(const Protobuf& pb, Span s) {
 uint64_t to_u64(const std::string& s, const std::string& tensor) {
   uint64_t v = 0;
   auto res = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (res.ec != std::errc() || res.ptr != s.data() + s.size()) throw std::runtime_error("tensor '" + tensor.substr(0, 60) + "': external data offset/length are not integers");
+  if (res.ec != std::errc() || res.ptr != s.data() + s.size())
+    throw std::runtime_error("tensor '" + tensor.substr(0, 60) + "': external data offset/length are not integers");
   return v;
 }
 
@@ -131,8 +134,10 @@ void tensor(const Protobuf& pb, Span s, GraphFacts& facts, bool initializer) {
     } else if (f.number == 13) {
       std::string key, value;
       for (const Field& k : pb.fields(pb.sub(f))) {
-        if (k.number == 1) key = pb.text(k);
-        else if (k.number == 2) value = pb.text(k);
+        if (k.number == 1)
+          key = pb.text(k);
+        else if (k.number == 2)
+          value = pb.text(k);
       }
       entries[key] = value;
     }
@@ -143,7 +148,9 @@ void tensor(const Protobuf& pb, Span s, GraphFacts& facts, bool initializer) {
     ref.tensor = name;
     ref.location = entries.count("location") ? entries["location"] : "";
     ref.offset = entries.count("offset") ? to_u64(entries["offset"], name) : 0;
-    ref.length = entries.count("length") ? int64_t(std::min<uint64_t>(to_u64(entries["length"], name), uint64_t(INT64_MAX))) : -1;
+    ref.length = entries.count("length")
+                     ? int64_t(std::min<uint64_t>(to_u64(entries["length"], name), uint64_t(INT64_MAX)))
+                     : -1;
     facts.external.push_back(ref);
   }
 }
@@ -190,7 +197,8 @@ void nodes(const Protobuf& pb, const std::vector<Span>& spans, GraphFacts& facts
 
 std::string dims_text(const std::vector<int64_t>& dims) {
   std::string s = "[";
-  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + (dims[i] < 0 ? std::string("*") : std::to_string(dims[i]));
+  for (size_t i = 0; i < dims.size(); ++i)
+    s += (i ? ", " : "") + (dims[i] < 0 ? std::string("*") : std::to_string(dims[i]));
   return s + "]";
 }
 
@@ -209,8 +217,10 @@ GraphFacts graph_facts(const uint8_t* data, size_t size, const std::string& sour
         std::string domain;
         int64_t version = 0;
         for (const Field& o : pb.fields(pb.sub(f))) {
-          if (o.number == 1) domain = pb.text(o);
-          else if (o.number == 2 && o.wire == 0) version = int64_t(o.varint);
+          if (o.number == 1)
+            domain = pb.text(o);
+          else if (o.number == 2 && o.wire == 0)
+            version = int64_t(o.varint);
         }
         facts.opsets[domain.empty() ? "ai.onnx" : domain] = version;
       } else if (f.number == 25) {  // FunctionProto: node = 7
@@ -223,7 +233,8 @@ GraphFacts graph_facts(const uint8_t* data, size_t size, const std::string& sour
     }
     if (graphs != 1) throw std::runtime_error(graphs == 0 ? "no graph" : "more than one graph");
   } catch (const std::runtime_error& e) {
-    throw Error(AE_ERR_FORMAT, source + ": not a valid ONNX model (" + std::string(e.what()).substr(0, 120) + "); the file is damaged, " + kRegenerate);
+    throw Error(AE_ERR_FORMAT, source + ": not a valid ONNX model (" + std::string(e.what()).substr(0, 120) +
+                                   "); the file is damaged, " + kRegenerate);
   }
   return facts;
 }
@@ -233,20 +244,23 @@ void check_graph(const GraphFacts& facts, const Manifest& m, const std::string& 
   const FileEntry* ext = m.external_data.empty() ? nullptr : &m.files.at(m.external_data);
   for (const ExternalRef& ref : facts.external) {
     if (!ext || ref.location != m.external_data) {
-      fail("tensor '" + ref.tensor.substr(0, 60) + "' keeps its data in '" + ref.location.substr(0, 80) + "', which is not the package's listed onnx.external_data (" +
+      fail("tensor '" + ref.tensor.substr(0, 60) + "' keeps its data in '" + ref.location.substr(0, 80) +
+           "', which is not the package's listed onnx.external_data (" +
            (m.external_data.empty() ? std::string("none") : m.external_data) + ")");
     }
     uint64_t length = ref.length < 0 ? 0 : uint64_t(ref.length);
     if (ref.offset > ext->bytes || length > ext->bytes - ref.offset) {
-      fail("tensor '" + ref.tensor.substr(0, 60) + "' reads bytes " + std::to_string(ref.offset) + ".." + std::to_string(ref.offset + length) + " of " +
-           m.external_data + ", which holds " + std::to_string(ext->bytes));
+      fail("tensor '" + ref.tensor.substr(0, 60) + "' reads bytes " + std::to_string(ref.offset) + ".." +
+           std::to_string(ref.offset + length) + " of " + m.external_data + ", which holds " +
+           std::to_string(ext->bytes));
     }
   }
-  if (ext && facts.external.empty()) fail("onnx.external_data names " + m.external_data + " but the graph keeps no data outside");
+  if (ext && facts.external.empty())
+    fail("onnx.external_data names " + m.external_data + " but the graph keeps no data outside");
   auto opset = facts.opsets.find("ai.onnx");
   if (opset == facts.opsets.end() || opset->second != m.opset) {
-    fail("graph opset " + (opset == facts.opsets.end() ? std::string("(none)") : std::to_string(opset->second)) + " differs from the manifest's onnx.opset " +
-         std::to_string(m.opset));
+    fail("graph opset " + (opset == facts.opsets.end() ? std::string("(none)") : std::to_string(opset->second)) +
+         " differs from the manifest's onnx.opset " + std::to_string(m.opset));
   }
 
   struct Want {
@@ -271,11 +285,14 @@ void check_graph(const GraphFacts& facts, const Manifest& m, const std::string& 
     const std::map<std::string, Want>& want = k == 0 ? want_in : want_out;
     std::set<std::string> names;
     for (const auto& v : values) {
-      if (!want.count(v.name)) fail("the graph has the unexpected " + std::string(kind) + " '" + v.name.substr(0, 60) + "'");
-      if (!names.insert(v.name).second) fail("the graph repeats the " + std::string(kind) + " '" + v.name.substr(0, 60) + "'");
+      if (!want.count(v.name))
+        fail("the graph has the unexpected " + std::string(kind) + " '" + v.name.substr(0, 60) + "'");
+      if (!names.insert(v.name).second)
+        fail("the graph repeats the " + std::string(kind) + " '" + v.name.substr(0, 60) + "'");
     }
     for (const auto& [name, w] : want) {
-      if (!names.count(name)) fail("the graph lacks the " + std::string(kind) + " '" + name + "' named in manifest.json");
+      if (!names.count(name))
+        fail("the graph lacks the " + std::string(kind) + " '" + name + "' named in manifest.json");
     }
     for (const auto& v : values) {
       const Want& w = want.at(v.name);
@@ -283,8 +300,9 @@ void check_graph(const GraphFacts& facts, const Manifest& m, const std::string& 
       for (size_t d = 0; ok && d < v.dims.size(); ++d) ok = w.dims[d] < 0 || v.dims[d] == w.dims[d];
       for (size_t d = 0; ok && d < v.dims.size(); ++d) ok = v.dims[d] != 0;
       if (!ok) {
-        fail("graph " + std::string(kind) + " '" + v.name + "' has element type " + std::to_string(v.elem_type) + " and shape " + dims_text(v.dims) +
-             ", the manifest says type " + std::to_string(w.elem) + " and shape " + dims_text(w.dims));
+        fail("graph " + std::string(kind) + " '" + v.name + "' has element type " + std::to_string(v.elem_type) +
+             " and shape " + dims_text(v.dims) + ", the manifest says type " + std::to_string(w.elem) + " and shape " +
+             dims_text(w.dims));
       }
     }
   }

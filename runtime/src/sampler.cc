@@ -20,7 +20,8 @@ double Sampler::uniform() {
 int32_t Sampler::pick(const float* logits, size_t vocab, const uint8_t* seen) {
   for (size_t i = 0; i < vocab; ++i) {
     if (!std::isfinite(logits[i])) {
-      throw Error(AE_ERR_NON_FINITE, "logit " + std::to_string(i) + " is " + std::to_string(logits[i]) + ", not a finite number; the state is damaged: reset the stream");
+      throw Error(AE_ERR_NON_FINITE, "logit " + std::to_string(i) + " is " + std::to_string(logits[i]) +
+                                         ", not a finite number; the state is damaged: reset the stream");
     }
   }
   z_.assign(logits, logits + vocab);
@@ -35,8 +36,9 @@ int32_t Sampler::pick(const float* logits, size_t vocab, const uint8_t* seen) {
   }
   candidates_.resize(vocab);
   for (size_t i = 0; i < vocab; ++i) candidates_[i] = {z_[i] / double(config_.temperature), int32_t(i)};
-  std::sort(candidates_.begin(), candidates_.end(),
-            [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  std::sort(candidates_.begin(), candidates_.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
   size_t keep = vocab;
   if (config_.top_k > 0 && size_t(config_.top_k) < vocab) {
     keep = size_t(config_.top_k);
@@ -60,7 +62,8 @@ int32_t Sampler::pick(const float* logits, size_t vocab, const uint8_t* seen) {
   return candidates_[keep - 1].second;
 }
 
-Generator::Generator(AeStream* stream, const SamplingConfig& sampling, int32_t max_tokens, std::vector<std::string> stops)
+Generator::Generator(AeStream* stream, const SamplingConfig& sampling, int32_t max_tokens,
+                     std::vector<std::string> stops)
     : stream_(stream),
       sampler_(sampling),
       max_tokens_(max_tokens),
@@ -71,7 +74,8 @@ bool Generator::next(int32_t* token) {
   piece_.clear();
   piece_open_ = false;
   if (made_ >= max_tokens_ || stop_index_ >= 0) return false;
-  if (!stream_->has_logits) throw Error(AE_ERR_NO_LOGITS, "ae_generator_next: the stream has no logits (it was reset); feed tokens first");
+  if (!stream_->has_logits)
+    throw Error(AE_ERR_NO_LOGITS, "ae_generator_next: the stream has no logits (it was reset); feed tokens first");
   const uint64_t rng = sampler_.rng_state();
   const int32_t t = sampler_.pick(stream_->logits.data(), stream_->logits.size(), stream_->seen.data());
   try {
@@ -93,10 +97,12 @@ bool Generator::next(int32_t* token) {
 
 void Generator::set_piece(const char* text, size_t len) {
   if (bytes_) {
-    throw Error(AE_ERR_INVALID_ARGUMENT, "ae_generator_set_piece: the package is byte-level; libastroedge makes its text pieces itself");
+    throw Error(AE_ERR_INVALID_ARGUMENT,
+                "ae_generator_set_piece: the package is byte-level; libastroedge makes its text pieces itself");
   }
   if (!piece_open_) {
-    throw Error(AE_ERR_INVALID_ARGUMENT, "ae_generator_set_piece: no token is waiting for its text; call it once after each ae_generator_next");
+    throw Error(AE_ERR_INVALID_ARGUMENT,
+                "ae_generator_set_piece: no token is waiting for its text; call it once after each ae_generator_next");
   }
   piece_open_ = false;
   stop_index_ = stops_.push(text, len);

@@ -72,16 +72,23 @@ void set_state(AeStream& stream, const float* state, uint64_t position, const fl
   const AeEngine& e = *stream.engine;
   const size_t vocab = size_t(e.manifest.vocab_size);
   if (position > e.manifest.max_position) {
-    throw Error(AE_ERR_INVALID_ARGUMENT, what + ": position " + std::to_string(position) + " is past the package's max_position " + std::to_string(e.manifest.max_position));
+    throw Error(AE_ERR_INVALID_ARGUMENT, what + ": position " + std::to_string(position) +
+                                             " is past the package's max_position " +
+                                             std::to_string(e.manifest.max_position));
   }
   size_t bad = first_non_finite(state, e.state_floats);
-  if (bad < e.state_floats) throw Error(AE_ERR_NON_FINITE, what + ": state value " + std::to_string(bad) + " is " + std::to_string(state[bad]) + ", not finite");
+  if (bad < e.state_floats)
+    throw Error(AE_ERR_NON_FINITE,
+                what + ": state value " + std::to_string(bad) + " is " + std::to_string(state[bad]) + ", not finite");
   if (logits && (bad = first_non_finite(logits, vocab)) < vocab) {
-    throw Error(AE_ERR_NON_FINITE, what + ": logit " + std::to_string(bad) + " is " + std::to_string(logits[bad]) + ", not finite");
+    throw Error(AE_ERR_NON_FINITE,
+                what + ": logit " + std::to_string(bad) + " is " + std::to_string(logits[bad]) + ", not finite");
   }
   e.to_device(stream.state.data(), state, e.state_floats);
-  if (logits) std::memcpy(stream.logits.data(), logits, vocab * sizeof(float));
-  else std::fill(stream.logits.begin(), stream.logits.end(), 0.0f);
+  if (logits)
+    std::memcpy(stream.logits.data(), logits, vocab * sizeof(float));
+  else
+    std::fill(stream.logits.begin(), stream.logits.end(), 0.0f);
   stream.position = position;
   stream.has_logits = logits != nullptr;
   std::fill(stream.seen.begin(), stream.seen.end(), uint8_t(0));  // history starts afresh
@@ -90,27 +97,32 @@ void set_state(AeStream& stream, const float* state, uint64_t position, const fl
 void load_state(AeStream& stream, const std::string& path) {
   const AeEngine& e = *stream.engine;
   const size_t expected = state_file_size(e);
-  std::vector<uint8_t> buf = read_user_file(path, expected + 4096);  // a little slack so that "too big" reads as damaged
+  std::vector<uint8_t> buf =
+      read_user_file(path, expected + 4096);  // a little slack so that "too big" reads as damaged
   auto bad = [&](const std::string& why) { return Error(AE_ERR_FORMAT, path + ": " + why); };
   if (buf.size() < kHeader + kTrailer || std::memcmp(buf.data(), kMagic, 8) != 0) {
     throw bad("not an astroedge state file (written by ae_stream_save_state)");
   }
   uint32_t version = get<uint32_t>(buf.data() + 8);
   if (version > AE_STATE_FILE_VERSION) {
-    throw Error(AE_ERR_VERSION, path + ": state file version " + std::to_string(version) + " is newer than this runtime reads (" +
-                                    std::to_string(AE_STATE_FILE_VERSION) + "); upgrade the astroedge runtime");
+    throw Error(AE_ERR_VERSION, path + ": state file version " + std::to_string(version) +
+                                    " is newer than this runtime reads (" + std::to_string(AE_STATE_FILE_VERSION) +
+                                    "); upgrade the astroedge runtime");
   }
   if (version < AE_STATE_FILE_VERSION) {
-    throw Error(AE_ERR_VERSION, path + ": state file version " + std::to_string(version) + " is an old format this runtime no longer reads; save the state again");
+    throw Error(AE_ERR_VERSION, path + ": state file version " + std::to_string(version) +
+                                    " is an old format this runtime no longer reads; save the state again");
   }
   Sha256 sha;
   sha.update(buf.data(), buf.size() - kTrailer);
   auto d = sha.digest();
-  if (std::memcmp(d.data(), buf.data() + buf.size() - kTrailer, kTrailer) != 0) throw bad("checksum mismatch: the file is truncated or damaged");
+  if (std::memcmp(d.data(), buf.data() + buf.size() - kTrailer, kTrailer) != 0)
+    throw bad("checksum mismatch: the file is truncated or damaged");
   std::string id = to_hex(buf.data() + 16, 32);
   if (id != e.manifest.sha256) {
-    throw Error(AE_ERR_MISMATCH, path + ": saved for another package (manifest.json sha256 " + id.substr(0, 16) + "...), this engine runs " +
-                                     e.manifest.sha256.substr(0, 16) + "...; load it with the package it came from");
+    throw Error(AE_ERR_MISMATCH, path + ": saved for another package (manifest.json sha256 " + id.substr(0, 16) +
+                                     "...), this engine runs " + e.manifest.sha256.substr(0, 16) +
+                                     "...; load it with the package it came from");
   }
   uint32_t flags = get<uint32_t>(buf.data() + 12);
   uint64_t position = get<uint64_t>(buf.data() + 48);
@@ -119,7 +131,8 @@ void load_state(AeStream& stream, const std::string& path) {
     throw bad("sizes do not match the package's state layout");
   }
   if ((flags & ~1u) != 0) throw bad("unknown flags " + std::to_string(flags));
-  if (position > e.manifest.max_position) throw bad("position " + std::to_string(position) + " is past the package's max_position");
+  if (position > e.manifest.max_position)
+    throw bad("position " + std::to_string(position) + " is past the package's max_position");
   const uint8_t* p = buf.data() + kHeader;
   std::vector<float> state(e.state_floats);
   std::vector<float> logits(static_cast<size_t>(vocab));

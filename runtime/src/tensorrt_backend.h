@@ -59,8 +59,8 @@ typedef struct AeTrtApi {
   /* One graph call: tokens [batch, n] and positions [batch] in host memory; state tensors (stacked
    * over the batch, tensor after tensor) in GPU memory from alloc; logits [batch, n, vocab] to host.
    * Thread-safe (each profile's execution context is used under its own lock). 0 on success. */
-  int (*run)(AeTrtBackend* backend, const int64_t* tokens, size_t batch, size_t n, const int64_t* positions, const float* past, float* present,
-             float* logits, char* err, size_t err_size);
+  int (*run)(AeTrtBackend* backend, const int64_t* tokens, size_t batch, size_t n, const int64_t* positions,
+             const float* past, float* present, float* logits, char* err, size_t err_size);
   void* (*alloc)(AeTrtBackend* backend, size_t bytes); /* GPU memory, zeroed; NULL when out of memory */
   void (*free)(AeTrtBackend* backend, void* p);
   int (*copy)(AeTrtBackend* backend, void* dst, const void* src, size_t bytes); /* any direction; 0 on success */

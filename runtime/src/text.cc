@@ -77,7 +77,8 @@ int32_t StopMatcher::push(const char* piece, size_t len) {
   if (tail_.size() > keep_) tail_.erase(0, tail_.size() - keep_);
   for (size_t s = 0; s < stops_.size(); ++s) {
     const std::string& stop = stops_[s];
-    if (tail_.size() >= stop.size() && tail_.compare(tail_.size() - stop.size(), stop.size(), stop) == 0) return int32_t(s);
+    if (tail_.size() >= stop.size() && tail_.compare(tail_.size() - stop.size(), stop.size(), stop) == 0)
+      return int32_t(s);
   }
   return -1;
 }

@@ -2,12 +2,12 @@
  *
  *   ae_batch PKG N [steps] [--library PATH] [--threads N]
  *
- * Stream i is primed with its own prompt ("i " + one of six phrases, so each sits at its own position), then all N streams
- * decode `steps` greedy tokens (default 32) in lock-step: every step is ONE ae_decode_batch call for
- * all of them. Then each stream is checked against a twin stream decoded alone with ae_stream_step:
- * same tokens and bit-identical logits, or the exit status is 3.
- * stdout: one line per stream, "i: id id id ...". stderr: one line of statistics, or "error: ...".
- * Exit status: 0 on success, 2 on every refusal, 1 for runtime failures, 3 if batched != single.
+ * Stream i is primed with its own prompt ("i " + one of six phrases, so each sits at its own position), then all N
+ * streams decode `steps` greedy tokens (default 32) in lock-step: every step is ONE ae_decode_batch call for all of
+ * them. Then each stream is checked against a twin stream decoded alone with ae_stream_step: same tokens and
+ * bit-identical logits, or the exit status is 3. stdout: one line per stream, "i: id id id ...". stderr: one line of
+ * statistics, or "error: ...". Exit status: 0 on success, 2 on every refusal, 1 for runtime failures, 3 if batched !=
+ * single.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <errno.h>
@@ -106,7 +106,8 @@ int main(int argc, char** argv) {
     rc = 2;
     goto done;
   }
-  if ((st = ae_engine_params_set_package_dir(ep, package)) != AE_OK || (st = ae_engine_create(ep, &engine)) != AE_OK) goto failed;
+  if ((st = ae_engine_params_set_package_dir(ep, package)) != AE_OK || (st = ae_engine_create(ep, &engine)) != AE_OK)
+    goto failed;
 
   const int32_t vocab = ae_engine_vocab_size(engine);
   batch = calloc((size_t)n, sizeof *batch);
@@ -122,12 +123,15 @@ int main(int argc, char** argv) {
   }
   for (long i = 0; i < n; ++i) {
     /* Different prompts of different lengths: the streams sit at different positions. */
-    static const char* const kWords[] = {"To be", "or not to be", "that is", "the question:", "Whether 'tis nobler", "in the mind"};
+    static const char* const kWords[] = {"To be",         "or not to be",        "that is",
+                                         "the question:", "Whether 'tis nobler", "in the mind"};
     char text[64];
     int32_t prompt[64];
     size_t len = (size_t)snprintf(text, sizeof text, "%ld %s", i, kWords[i % 6]), n_prompt = 0;
-    if ((st = ae_stream_create(engine, &batch[i])) != AE_OK || (st = ae_tokenize(engine, text, len, prompt, 64, &n_prompt)) != AE_OK ||
-        (st = ae_stream_feed(batch[i], prompt, n_prompt, logits + i * vocab)) != AE_OK || (st = ae_stream_clone(batch[i], &single[i])) != AE_OK) {
+    if ((st = ae_stream_create(engine, &batch[i])) != AE_OK ||
+        (st = ae_tokenize(engine, text, len, prompt, 64, &n_prompt)) != AE_OK ||
+        (st = ae_stream_feed(batch[i], prompt, n_prompt, logits + i * vocab)) != AE_OK ||
+        (st = ae_stream_clone(batch[i], &single[i])) != AE_OK) {
       goto failed;
     }
     next[i] = argmax(logits + i * vocab, vocab);
@@ -149,15 +153,17 @@ int main(int argc, char** argv) {
     }
     if (steps > 0) {
       float* row = malloc((size_t)vocab * sizeof *row);
-      if (!row || ae_stream_logits(batch[i], row) != AE_OK || memcmp(row, one, (size_t)vocab * sizeof *one) != 0) mismatches++;
+      if (!row || ae_stream_logits(batch[i], row) != AE_OK || memcmp(row, one, (size_t)vocab * sizeof *one) != 0)
+        mismatches++;
       free(row);
     }
     printf("%ld:", i);
     for (long s = 0; s < steps; ++s) printf(" %d", (int)ids[i * steps + s]);
     putchar('\n');
   }
-  fprintf(stderr, "[%ld streams x %ld steps in %.3f s, %.1f tok/s batched | AMSU %s | batched == single: %s]\n", n, steps, t1 - t0,
-          t1 > t0 ? (double)(n * steps) / (t1 - t0) : 0.0, ae_engine_kernel(engine), mismatches ? "NO" : "bitwise");
+  fprintf(stderr, "[%ld streams x %ld steps in %.3f s, %.1f tok/s batched | AMSU %s | batched == single: %s]\n", n,
+          steps, t1 - t0, t1 > t0 ? (double)(n * steps) / (t1 - t0) : 0.0, ae_engine_kernel(engine),
+          mismatches ? "NO" : "bitwise");
   if (mismatches) {
     fprintf(stderr, "error: %ld of %ld streams differ between batched and single decoding\n", mismatches, n);
     rc = 3;

@@ -183,7 +183,8 @@ int main(int argc, char** argv) {
   if ((st = ae_engine_params_set_package_dir(ep, package)) != AE_OK) goto failed;
   struct stat save_stat;
   if (save_state && stat(save_state, &save_stat) == 0 && S_ISDIR(save_stat.st_mode)) {
-    fprintf(stderr, "error: --save-state %s: is a folder; give a file path\n", save_state);  /* before generating, not after */
+    fprintf(stderr, "error: --save-state %s: is a folder; give a file path\n",
+            save_state); /* before generating, not after */
     rc = 2;
     goto done;
   }
@@ -209,9 +210,12 @@ int main(int argc, char** argv) {
   fflush(stdout);
   if (save_state && (st = ae_stream_save_state(stream, save_state)) != AE_OK) goto failed;
 
-  fprintf(stderr, "[prefill %zu tokens %.1f tok/s | generated %zu tokens in %.3f s, %.1f tok/s%s | AMSU %s | %s | state %zu bytes]\n", n_prompt,
-          t1 > t0 ? (double)n_prompt / (t1 - t0) : 0.0, n_generated, t2 - t1, t2 > t1 ? (double)n_generated / (t2 - t1) : 0.0,
-          stop_index >= 0 ? ", stopped at a stop string" : "", ae_engine_kernel(engine), ae_engine_device(engine), ae_engine_state_size(engine));
+  fprintf(stderr,
+          "[prefill %zu tokens %.1f tok/s | generated %zu tokens in %.3f s, %.1f tok/s%s | AMSU %s | %s | state %zu "
+          "bytes]\n",
+          n_prompt, t1 > t0 ? (double)n_prompt / (t1 - t0) : 0.0, n_generated, t2 - t1,
+          t2 > t1 ? (double)n_generated / (t2 - t1) : 0.0, stop_index >= 0 ? ", stopped at a stop string" : "",
+          ae_engine_kernel(engine), ae_engine_device(engine), ae_engine_state_size(engine));
   goto done;
 
 failed:

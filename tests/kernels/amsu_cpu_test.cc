@@ -30,9 +30,11 @@ struct Reference {
 // The contract's semantics, literally, in double.
 Reference naive(const Case& c, const std::vector<float>& x, const std::vector<float>& q, const std::vector<float>& k,
                 const std::vector<float>& v, const std::vector<float>& w_o, const std::vector<float>& gamma,
-                const std::vector<float>& beta, const std::vector<float>& h0, const std::vector<float>& u0, AmsuAttrs at) {
+                const std::vector<float>& beta, const std::vector<float>& h0, const std::vector<float>& u0,
+                AmsuAttrs at) {
   const int64_t HD = c.D / c.NH;
-  Reference r{std::vector<double>(c.B * c.S * c.D), std::vector<double>(h0.begin(), h0.end()), std::vector<double>(u0.begin(), u0.end())};
+  Reference r{std::vector<double>(c.B * c.S * c.D), std::vector<double>(h0.begin(), h0.end()),
+              std::vector<double>(u0.begin(), u0.end())};
   std::vector<double> o(HD);
   for (int64_t b = 0; b < c.B; ++b)
     for (int64_t t = 0; t < c.S; ++t)
@@ -68,7 +70,8 @@ bool run_case(const Case& c, std::mt19937& rng) {
     for (auto& e : out) e = normal(rng) * scale;
     return out;
   };
-  std::vector<float> x = randn(n_tok, 1.0f), q = randn(n_tok, 1.0f), k = randn(n_tok, 1.0f / std::sqrt(float(HD))), v = randn(n_tok, 1.0f);
+  std::vector<float> x = randn(n_tok, 1.0f), q = randn(n_tok, 1.0f), k = randn(n_tok, 1.0f / std::sqrt(float(HD))),
+                     v = randn(n_tok, 1.0f);
   std::vector<float> w_o = randn(c.D, 0.5f), beta(c.D), gamma(c.NH), h0 = randn(n_h, 0.3f), u0 = randn(c.B * c.D, 0.5f);
   for (auto& e : beta) e = 0.3f + 0.6f * unit(rng);
   for (auto& e : gamma) e = 0.7f + 0.299f * unit(rng);
@@ -91,10 +94,18 @@ bool run_case(const Case& c, std::mt19937& rng) {
   std::vector<float> h_in = h0, u_in = u0, h_sep(n_h), u_sep(c.B * c.D), s32(n_tok);
   std::vector<uint16_t> s16(n_tok);
   const bool f16 = c.dtype == AMSU_FLOAT16;
-  AmsuBuffers buf{f16 ? static_cast<const void*>(xh.data()) : x.data(), f16 ? static_cast<const void*>(qh.data()) : q.data(),
-                  f16 ? static_cast<const void*>(kh.data()) : k.data(), f16 ? static_cast<const void*>(vh.data()) : v.data(),
-                  w_o.data(), gamma.data(), beta.data(), h_in.data(), u_in.data(),
-                  f16 ? static_cast<void*>(s16.data()) : s32.data(), c.alias ? h_in.data() : h_sep.data(), c.alias ? u_in.data() : u_sep.data()};
+  AmsuBuffers buf{f16 ? static_cast<const void*>(xh.data()) : x.data(),
+                  f16 ? static_cast<const void*>(qh.data()) : q.data(),
+                  f16 ? static_cast<const void*>(kh.data()) : k.data(),
+                  f16 ? static_cast<const void*>(vh.data()) : v.data(),
+                  w_o.data(),
+                  gamma.data(),
+                  beta.data(),
+                  h_in.data(),
+                  u_in.data(),
+                  f16 ? static_cast<void*>(s16.data()) : s32.data(),
+                  c.alias ? h_in.data() : h_sep.data(),
+                  c.alias ? u_in.data() : u_sep.data()};
   const AmsuShape shape{c.B, c.S, c.D, c.NH};
   const int rc = amsu_cpu_forward(&shape, at, c.dtype, &buf, 2);
   if (rc != AMSU_OK) {
@@ -118,9 +129,10 @@ bool run_case(const Case& c, std::mt19937& rng) {
     }
   }
   const bool ok = e_h < 2e-5 && e_u < 2e-6 && bad_flips == 0 && bad_values == 0;
-  std::printf("%s B=%lld S=%lld D=%lld NH=%lld %s%s: rel err h %.2e u %.2e, spike flips %lld (%lld with |drive| > 1e-5)\n",
-              ok ? "ok  " : "FAIL", (long long)c.B, (long long)c.S, (long long)c.D, (long long)c.NH, f16 ? "fp16" : "fp32",
-              c.alias ? " aliased" : "", e_h, e_u, (long long)flips, (long long)bad_flips);
+  std::printf(
+      "%s B=%lld S=%lld D=%lld NH=%lld %s%s: rel err h %.2e u %.2e, spike flips %lld (%lld with |drive| > 1e-5)\n",
+      ok ? "ok  " : "FAIL", (long long)c.B, (long long)c.S, (long long)c.D, (long long)c.NH, f16 ? "fp16" : "fp32",
+      c.alias ? " aliased" : "", e_h, e_u, (long long)flips, (long long)bad_flips);
   return ok;
 }
 

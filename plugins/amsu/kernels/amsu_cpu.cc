@@ -72,7 +72,8 @@ typedef float f32x8 __attribute__((vector_size(32)));
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-void gemm_acc(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc) {
+void gemm_acc(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C,
+              int64_t ldc) {
   constexpr int64_t MR = 4, NR = 8;
   const int64_t m_main = M - M % MR, n_main = N - N % NR;
   for (int64_t i = 0; i < m_main; i += MR) {
@@ -217,7 +218,8 @@ class HeadTask {
     for (int64_t m = 0; m <= c; ++m, pw *= p_.buf.gamma[n]) decay[m] = static_cast<float>(pw);
 
     for (int64_t r = 0; r < c; ++r) {
-      const T *qs = token_row(p_.buf.q, b, t0 + r, n), *ks = token_row(p_.buf.k, b, t0 + r, n), *vs = token_row(p_.buf.v, b, t0 + r, n);
+      const T *qs = token_row(p_.buf.q, b, t0 + r, n), *ks = token_row(p_.buf.k, b, t0 + r, n),
+              *vs = token_row(p_.buf.v, b, t0 + r, n);
       for (int64_t i = 0; i < hd; ++i) {
         q[r * hd + i] = widen(qs[i]);
         k[r * hd + i] = widen(ks[i]);
@@ -283,7 +285,8 @@ bool run_tasks(const Problem& p, int num_threads) {
 
 }  // namespace
 
-extern "C" int amsu_cpu_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, int num_threads) {
+extern "C" int amsu_cpu_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf,
+                                int num_threads) {
   const int valid = amsu_validate_call(shape, dtype, buf);
   if (valid != AMSU_OK) return valid == 1 ? AMSU_OK : valid;
   const Problem p{shape->batch, shape->seq, shape->dim, shape->heads, shape->dim / shape->heads, attrs, *buf};

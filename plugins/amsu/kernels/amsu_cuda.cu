@@ -49,9 +49,17 @@ struct ChannelLane {
   float u = 0.0f, bt = 0.0f, wo = 0.0f;
   float xt = 0.0f, xn = 0.0f, qn = 0.0f, kn = 0.0f, vn = 0.0f;  // current x; prefetched next token
 
-  __device__ ChannelLane(int64_t S_, int64_t D_, int64_t b, int64_t c0, int tid, int HD, const T* x_, const T* q_, const T* k_,
-                         const T* v_, T* s_, const float* w_o, const float* beta, const float* u_in)
-      : x(x_), q(q_), k(k_), v(v_), s(s_), S(S_), D(D_), row(static_cast<size_t>(b * S_) * D_ + c0 + tid), owner(tid < HD) {
+  __device__ ChannelLane(int64_t S_, int64_t D_, int64_t b, int64_t c0, int tid, int HD, const T* x_, const T* q_,
+                         const T* k_, const T* v_, T* s_, const float* w_o, const float* beta, const float* u_in)
+      : x(x_),
+        q(q_),
+        k(k_),
+        v(v_),
+        s(s_),
+        S(S_),
+        D(D_),
+        row(static_cast<size_t>(b * S_) * D_ + c0 + tid),
+        owner(tid < HD) {
     if (!owner) return;
     u = u_in[b * D + c0 + tid];
     bt = beta[c0 + tid];
@@ -90,19 +98,18 @@ struct ChannelLane {
   }
 };
 
-constexpr int kTpr = 4;                     // threads per row of H in the register kernel
+constexpr int kTpr = 4;                        // threads per row of H in the register kernel
 constexpr int kRowsPerPass = kThreads / kTpr;  // 64 rows of H per pass over the block
-constexpr int kMaxRegHd = 128;                // widest head the register kernel takes (2 passes x 32 columns)
+constexpr int kMaxRegHd = 128;                 // widest head the register kernel takes (2 passes x 32 columns)
 
 // Same contract as amsu_forward_smem below, with H in registers: thread tid owns rows
 // i = tid / kTpr + r * kRowsPerPass (r < kRpt) and columns j = tid % kTpr + l * kTpr (l < kEpt).
 template <typename T, int kEpt, int kRpt>
-__global__ void __launch_bounds__(kThreads) amsu_forward_regs(int64_t S, int64_t D, int NH, int HD, float threshold, float eps,
-                                                              const T* __restrict__ x, const T* __restrict__ q,
-                                                              const T* __restrict__ k, const T* __restrict__ v,
-                                                              const float* __restrict__ w_o, const float* __restrict__ gamma,
-                                                              const float* __restrict__ beta, const float* h_in, const float* u_in,
-                                                              T* __restrict__ s, float* h_out, float* u_out) {
+__global__ void __launch_bounds__(kThreads)
+    amsu_forward_regs(int64_t S, int64_t D, int NH, int HD, float threshold, float eps, const T* __restrict__ x,
+                      const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                      const float* __restrict__ w_o, const float* __restrict__ gamma, const float* __restrict__ beta,
+                      const float* h_in, const float* u_in, T* __restrict__ s, float* h_out, float* u_out) {
   __shared__ float qs[kMaxRegHd], ks[kMaxRegHd], vs[kMaxRegHd], os[kMaxRegHd];
   const int64_t b = blockIdx.x / NH;
   const int n = static_cast<int>(blockIdx.x % NH);
@@ -154,14 +161,13 @@ __global__ void __launch_bounds__(kThreads) amsu_forward_regs(int64_t S, int64_t
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) amsu_forward_smem(int64_t S, int64_t D, int NH, int HD, float threshold, float eps,
-                                                                const T* __restrict__ x, const T* __restrict__ q,
-                                                                const T* __restrict__ k, const T* __restrict__ v,
-                                                                const float* __restrict__ w_o, const float* __restrict__ gamma,
-                                                                const float* __restrict__ beta, const float* h_in, const float* u_in,
-                                                                T* __restrict__ s, float* h_out, float* u_out) {
+__global__ void __launch_bounds__(kThreads)
+    amsu_forward_smem(int64_t S, int64_t D, int NH, int HD, float threshold, float eps, const T* __restrict__ x,
+                      const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                      const float* __restrict__ w_o, const float* __restrict__ gamma, const float* __restrict__ beta,
+                      const float* h_in, const float* u_in, T* __restrict__ s, float* h_out, float* u_out) {
   extern __shared__ float smem[];
-  float* H = smem;        // [HD][HD]
+  float* H = smem;          // [HD][HD]
   float* qs = H + HD * HD;  // current token, [HD] each
   float* ks = qs + HD;
   float* vs = ks + HD;
@@ -212,19 +218,22 @@ int fail(cudaError_t err, const char* what) {
 //   3. out:   o_i = sum_(j<=i) gamma^(i-j) (q_i . k_j) v_j + gamma^(i+1) H_c q_i, then the per-head
 //             RMSNorm; o_hat goes to a workspace                                          (parallel)
 //   4. membrane: u = beta u + (1-beta) sigmoid(x), s = [u + o_hat - theta > 0], chunkwise the same way
-// The workspace (dH and u per chunk, o_hat) is the caller's (amsu_cuda_forward_ws) or stream-ordered from cudaMallocAsync.
+// The workspace (dH and u per chunk, o_hat) is the caller's (amsu_cuda_forward_ws) or stream-ordered from
+// cudaMallocAsync.
 
 constexpr int kChunk = 32;
 constexpr int kMaxChunkHd = 64;
 constexpr int64_t kChunkMinSeq = 64;
 constexpr int64_t kChunkMaxBlocks = 128;  // beyond this many (stream, head) pairs the sequential kernel fills the GPU
 
-__device__ __forceinline__ float gpow(float log2g, int e) { return e == 0 ? 1.0f : exp2f(static_cast<float>(e) * log2g); }
+__device__ __forceinline__ float gpow(float log2g, int e) {
+  return e == 0 ? 1.0f : exp2f(static_cast<float>(e) * log2g);
+}
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) amsu_chunk_delta(int64_t S, int64_t D, int NH, int HD, const T* __restrict__ k,
-                                                             const T* __restrict__ v, const float* __restrict__ gamma,
-                                                             float* __restrict__ delta) {
+__global__ void __launch_bounds__(kThreads)
+    amsu_chunk_delta(int64_t S, int64_t D, int NH, int HD, const T* __restrict__ k, const T* __restrict__ v,
+                     const float* __restrict__ gamma, float* __restrict__ delta) {
   __shared__ float ks[kChunk][kMaxChunkHd], vs[kChunk][kMaxChunkHd];
   const int bh = blockIdx.x, c = blockIdx.y, nc = gridDim.y;
   const int64_t b = bh / NH, t0 = static_cast<int64_t>(c) * kChunk;
@@ -247,8 +256,9 @@ __global__ void __launch_bounds__(kThreads) amsu_chunk_delta(int64_t S, int64_t 
 }
 
 // In place: delta[c] becomes the state entering chunk c; h_out gets the state after the last chunk.
-__global__ void __launch_bounds__(kThreads) amsu_chunk_scan(int64_t S, int NH, int HD, int nc, const float* __restrict__ gamma,
-                                                            const float* h_in, float* __restrict__ delta, float* h_out) {
+__global__ void __launch_bounds__(kThreads)
+    amsu_chunk_scan(int64_t S, int NH, int HD, int nc, const float* __restrict__ gamma, const float* h_in,
+                    float* __restrict__ delta, float* h_out) {
   const int bh = blockIdx.x;
   const int e = blockIdx.y * blockDim.x + threadIdx.x;
   if (e >= HD * HD) return;
@@ -256,7 +266,8 @@ __global__ void __launch_bounds__(kThreads) amsu_chunk_scan(int64_t S, int NH, i
   const size_t hd2 = static_cast<size_t>(HD) * HD;
   float h = h_in[bh * hd2 + e];  // read before h_out (which may alias h_in) is written by this same thread
   for (int c = 0; c < nc; ++c) {
-    const int L = static_cast<int>(S - static_cast<int64_t>(c) * kChunk < kChunk ? S - static_cast<int64_t>(c) * kChunk : kChunk);
+    const int L =
+        static_cast<int>(S - static_cast<int64_t>(c) * kChunk < kChunk ? S - static_cast<int64_t>(c) * kChunk : kChunk);
     float* slot = delta + (static_cast<size_t>(bh) * nc + c) * hd2 + e;
     const float d = *slot;
     *slot = h;
@@ -266,10 +277,10 @@ __global__ void __launch_bounds__(kThreads) amsu_chunk_scan(int64_t S, int NH, i
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) amsu_chunk_out(int64_t S, int64_t D, int NH, int HD, float eps, const T* __restrict__ q,
-                                                           const T* __restrict__ k, const T* __restrict__ v,
-                                                           const float* __restrict__ w_o, const float* __restrict__ gamma,
-                                                           const float* __restrict__ h_start, float* __restrict__ o_hat) {
+__global__ void __launch_bounds__(kThreads)
+    amsu_chunk_out(int64_t S, int64_t D, int NH, int HD, float eps, const T* __restrict__ q, const T* __restrict__ k,
+                   const T* __restrict__ v, const float* __restrict__ w_o, const float* __restrict__ gamma,
+                   const float* __restrict__ h_start, float* __restrict__ o_hat) {
   __shared__ float qs[kChunk][kMaxChunkHd + 1], ks[kChunk][kMaxChunkHd + 1], vs[kChunk][kMaxChunkHd];
   __shared__ float hs[kMaxChunkHd][kMaxChunkHd + 1], sc[kChunk][kChunk + 1];
   const int bh = blockIdx.x, c = blockIdx.y, nc = gridDim.y;
@@ -335,8 +346,8 @@ __device__ __forceinline__ int chunk_len(int64_t S, int c) {
 }
 
 template <typename T>
-__global__ void amsu_membrane_local(int64_t B, int64_t S, int64_t D, const T* __restrict__ x, const float* __restrict__ beta,
-                                    float* __restrict__ u_end) {
+__global__ void amsu_membrane_local(int64_t B, int64_t S, int64_t D, const T* __restrict__ x,
+                                    const float* __restrict__ beta, float* __restrict__ u_end) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= B * D) return;
   const int c = blockIdx.y, L = chunk_len(S, c);
@@ -344,13 +355,14 @@ __global__ void amsu_membrane_local(int64_t B, int64_t S, int64_t D, const T* __
   const float bt = beta[ch];
   const size_t base = static_cast<size_t>((b * S + static_cast<int64_t>(c) * kChunk) * D + ch);
   float u = 0.0f;
-  for (int i = 0; i < L; ++i) u = bt * u + (1.0f - bt) * (1.0f / (1.0f + expf(-load(x, base + static_cast<size_t>(i) * D))));
+  for (int i = 0; i < L; ++i)
+    u = bt * u + (1.0f - bt) * (1.0f / (1.0f + expf(-load(x, base + static_cast<size_t>(i) * D))));
   u_end[static_cast<size_t>(c) * B * D + idx] = u;
 }
 
 // In place: u_end[c] becomes the membrane entering chunk c; u_out gets the state after the last chunk.
-__global__ void amsu_membrane_carry(int64_t B, int64_t S, int64_t D, int nc, const float* __restrict__ beta, const float* u_in,
-                                    float* __restrict__ u_end, float* u_out) {
+__global__ void amsu_membrane_carry(int64_t B, int64_t S, int64_t D, int nc, const float* __restrict__ beta,
+                                    const float* u_in, float* __restrict__ u_end, float* u_out) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= B * D) return;
   const float lb = log2f(beta[idx % D]);
@@ -390,8 +402,8 @@ size_t chunked_workspace_floats(const AmsuShape& sh) {
 // sequential kernel instead). Caller scratch of enough bytes is used as is; otherwise the scratch
 // is stream-ordered, allocated and freed on `stream`.
 template <typename T>
-int launch_chunked(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, void* workspace, size_t workspace_bytes,
-                   cudaStream_t stream) {
+int launch_chunked(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, void* workspace,
+                   size_t workspace_bytes, cudaStream_t stream) {
   const int hd = static_cast<int>(sh.dim / sh.heads), nh = static_cast<int>(sh.heads);
   const int64_t bh = sh.batch * sh.heads, nc = (sh.seq + kChunk - 1) / kChunk;
   const size_t delta_floats = static_cast<size_t>(bh * nc) * hd * hd;
@@ -413,16 +425,18 @@ int launch_chunked(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf,
   const dim3 chunks(static_cast<unsigned>(bh), static_cast<unsigned>(nc));
   amsu_chunk_delta<T><<<chunks, kThreads, 0, stream>>>(sh.seq, sh.dim, nh, hd, k, v, buf.gamma, delta);
   const dim3 scan(static_cast<unsigned>(bh), static_cast<unsigned>((hd * hd + kThreads - 1) / kThreads));
-  amsu_chunk_scan<<<scan, kThreads, 0, stream>>>(sh.seq, nh, hd, static_cast<int>(nc), buf.gamma, buf.h_in, delta, buf.h_out);
-  amsu_chunk_out<T><<<chunks, kThreads, 0, stream>>>(sh.seq, sh.dim, nh, hd, attrs.eps, q, k, v, buf.w_o, buf.gamma, delta, o_hat);
+  amsu_chunk_scan<<<scan, kThreads, 0, stream>>>(sh.seq, nh, hd, static_cast<int>(nc), buf.gamma, buf.h_in, delta,
+                                                 buf.h_out);
+  amsu_chunk_out<T>
+      <<<chunks, kThreads, 0, stream>>>(sh.seq, sh.dim, nh, hd, attrs.eps, q, k, v, buf.w_o, buf.gamma, delta, o_hat);
   const int64_t channels = sh.batch * sh.dim;
   const unsigned channel_blocks = static_cast<unsigned>((channels + 127) / 128);
   const dim3 channel_chunks(channel_blocks, static_cast<unsigned>(nc));
   amsu_membrane_local<T><<<channel_chunks, 128, 0, stream>>>(sh.batch, sh.seq, sh.dim, x, buf.beta, u_chunk);
-  amsu_membrane_carry<<<channel_blocks, 128, 0, stream>>>(sh.batch, sh.seq, sh.dim, static_cast<int>(nc), buf.beta, buf.u_in, u_chunk,
-                                                          buf.u_out);
-  amsu_membrane_spikes<T><<<channel_chunks, 128, 0, stream>>>(sh.batch, sh.seq, sh.dim, attrs.threshold, x, buf.beta, u_chunk, o_hat,
-                                                              static_cast<T*>(buf.s));
+  amsu_membrane_carry<<<channel_blocks, 128, 0, stream>>>(sh.batch, sh.seq, sh.dim, static_cast<int>(nc), buf.beta,
+                                                          buf.u_in, u_chunk, buf.u_out);
+  amsu_membrane_spikes<T><<<channel_chunks, 128, 0, stream>>>(sh.batch, sh.seq, sh.dim, attrs.threshold, x, buf.beta,
+                                                              u_chunk, o_hat, static_cast<T*>(buf.s));
   if (!own) return AMSU_OK;
   const cudaError_t err = cudaFreeAsync(ws, stream);
   return err == cudaSuccess ? AMSU_OK : fail(err, "amsu_cuda_forward: cudaFreeAsync");
@@ -448,8 +462,8 @@ int launch_smem(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cu
   }
   kernel<<<static_cast<unsigned>(sh.batch * sh.heads), kThreads, smem, stream>>>(
       sh.seq, sh.dim, static_cast<int>(sh.heads), hd, attrs.threshold, attrs.eps, static_cast<const T*>(buf.x),
-      static_cast<const T*>(buf.q), static_cast<const T*>(buf.k), static_cast<const T*>(buf.v), buf.w_o, buf.gamma, buf.beta, buf.h_in,
-      buf.u_in, static_cast<T*>(buf.s), buf.h_out, buf.u_out);
+      static_cast<const T*>(buf.q), static_cast<const T*>(buf.k), static_cast<const T*>(buf.v), buf.w_o, buf.gamma,
+      buf.beta, buf.h_in, buf.u_in, static_cast<T*>(buf.s), buf.h_out, buf.u_out);
   return AMSU_OK;
 }
 
@@ -457,8 +471,9 @@ template <typename T, int kEpt, int kRpt>
 int launch_regs(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cudaStream_t stream) {
   amsu_forward_regs<T, kEpt, kRpt><<<static_cast<unsigned>(sh.batch * sh.heads), kThreads, 0, stream>>>(
       sh.seq, sh.dim, static_cast<int>(sh.heads), static_cast<int>(sh.dim / sh.heads), attrs.threshold, attrs.eps,
-      static_cast<const T*>(buf.x), static_cast<const T*>(buf.q), static_cast<const T*>(buf.k), static_cast<const T*>(buf.v), buf.w_o,
-      buf.gamma, buf.beta, buf.h_in, buf.u_in, static_cast<T*>(buf.s), buf.h_out, buf.u_out);
+      static_cast<const T*>(buf.x), static_cast<const T*>(buf.q), static_cast<const T*>(buf.k),
+      static_cast<const T*>(buf.v), buf.w_o, buf.gamma, buf.beta, buf.h_in, buf.u_in, static_cast<T*>(buf.s), buf.h_out,
+      buf.u_out);
   return AMSU_OK;
 }
 
@@ -468,7 +483,8 @@ int launch_regs(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cu
 template <typename T>
 int launch_sequential(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, cudaStream_t stream) {
   const int64_t hd = sh.dim / sh.heads;
-  if (sh.seq == 1 && (hd * hd + 4 * hd) * static_cast<int64_t>(sizeof(float)) <= 48 * 1024) return launch_smem<T>(sh, attrs, buf, stream);
+  if (sh.seq == 1 && (hd * hd + 4 * hd) * static_cast<int64_t>(sizeof(float)) <= 48 * 1024)
+    return launch_smem<T>(sh, attrs, buf, stream);
   if (hd <= 4 * kTpr) return launch_regs<T, 4, 1>(sh, attrs, buf, stream);
   if (hd <= 8 * kTpr) return launch_regs<T, 8, 1>(sh, attrs, buf, stream);
   if (hd <= 16 * kTpr) return launch_regs<T, 16, 1>(sh, attrs, buf, stream);
@@ -479,9 +495,10 @@ int launch_sequential(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& b
 // A long prompt on few streams goes chunkwise; everything else, and any call whose workspace
 // cannot be allocated, takes the sequential kernels.
 template <typename T>
-int launch(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
-  const bool chunked = sh.seq >= kChunkMinSeq && sh.dim / sh.heads <= kMaxChunkHd && sh.batch * sh.heads <= kChunkMaxBlocks &&
-                       (sh.seq + kChunk - 1) / kChunk <= 65535;
+int launch(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, void* workspace, size_t workspace_bytes,
+           cudaStream_t stream) {
+  const bool chunked = sh.seq >= kChunkMinSeq && sh.dim / sh.heads <= kMaxChunkHd &&
+                       sh.batch * sh.heads <= kChunkMaxBlocks && (sh.seq + kChunk - 1) / kChunk <= 65535;
   int rc = chunked ? launch_chunked<T>(sh, attrs, buf, workspace, workspace_bytes, stream) : 1;
   if (rc == 1) rc = launch_sequential<T>(sh, attrs, buf, stream);
   if (rc != AMSU_OK) return rc;
@@ -491,13 +508,13 @@ int launch(const AmsuShape& sh, AmsuAttrs attrs, const AmsuBuffers& buf, void* w
 
 }  // namespace
 
-extern "C" int amsu_cuda_forward_ws(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, void* workspace,
-                                    size_t workspace_bytes, void* stream) {
+extern "C" int amsu_cuda_forward_ws(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf,
+                                    void* workspace, size_t workspace_bytes, void* stream) {
   const int valid = amsu_validate_call(shape, dtype, buf);
   if (valid != AMSU_OK) return valid == 1 ? AMSU_OK : valid;
   if (shape->dim / shape->heads > kThreads) {
-    g_last_error = "amsu_cuda_forward: head width " + std::to_string(shape->dim / shape->heads) + " exceeds the kernel's limit of " +
-                   std::to_string(kThreads);
+    g_last_error = "amsu_cuda_forward: head width " + std::to_string(shape->dim / shape->heads) +
+                   " exceeds the kernel's limit of " + std::to_string(kThreads);
     return AMSU_ERR_UNSUPPORTED;
   }
   if (shape->batch * shape->heads > 0x7fffffff) return AMSU_ERR_UNSUPPORTED;
@@ -506,13 +523,14 @@ extern "C" int amsu_cuda_forward_ws(const AmsuShape* shape, AmsuAttrs attrs, Ams
                                : launch<__half>(*shape, attrs, *buf, workspace, workspace_bytes, s);
 }
 
-extern "C" int amsu_cuda_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, void* stream) {
+extern "C" int amsu_cuda_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf,
+                                 void* stream) {
   return amsu_cuda_forward_ws(shape, attrs, dtype, buf, nullptr, 0, stream);
 }
 
 extern "C" size_t amsu_cuda_workspace_bytes(const AmsuShape* shape) {
-  if (!shape || shape->batch < 1 || shape->seq < kChunkMinSeq || shape->dim < 1 || shape->heads < 1 || shape->dim % shape->heads ||
-      shape->dim / shape->heads > kMaxChunkHd)
+  if (!shape || shape->batch < 1 || shape->seq < kChunkMinSeq || shape->dim < 1 || shape->heads < 1 ||
+      shape->dim % shape->heads || shape->dim / shape->heads > kMaxChunkHd)
     return 0;
   return chunked_workspace_floats(*shape) * sizeof(float);
 }

@@ -33,10 +33,10 @@ enum {
 };
 
 typedef struct AmsuShape {
-  int64_t batch;   /* B  */
-  int64_t seq;     /* S, tokens in this call (1 = decode) */
-  int64_t dim;     /* D  */
-  int64_t heads;   /* NH */
+  int64_t batch; /* B  */
+  int64_t seq;   /* S, tokens in this call (1 = decode) */
+  int64_t dim;   /* D  */
+  int64_t heads; /* NH */
 } AmsuShape;
 
 typedef struct AmsuAttrs {
@@ -62,13 +62,11 @@ typedef struct AmsuBuffers {
 } AmsuBuffers;
 
 /* CPU: host pointers. num_threads <= 0 means one thread per hardware core. */
-int amsu_cpu_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf,
-                     int num_threads);
+int amsu_cpu_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, int num_threads);
 
 /* CUDA: device pointers, enqueued on `stream` (a cudaStream_t; NULL = legacy default stream).
  * Asynchronous: returns after launching. Only available in builds with CUDA. */
-int amsu_cuda_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf,
-                      void* stream);
+int amsu_cuda_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, void* stream);
 
 /* Scratch device memory amsu_cuda_forward_ws may use for `shape` (0 when it needs none: decode, short
  * prompts, heads wider than 64). Non-decreasing in batch and seq, so the size for a profile's

@@ -27,8 +27,9 @@ using Ort::Custom::Tensor;
 
 // Compute's signature below types each port by hand (Tensor<T> or Tensor<float>): hold it to the contract.
 static_assert(AMSU_NUM_INPUTS == 9 && AMSU_NUM_OUTPUTS == 3, "AMSU contract ports changed: update Compute's signature");
-static_assert(same_text(AMSU_INPUT_X_DTYPE, "T") && same_text(AMSU_INPUT_Q_DTYPE, "T") && same_text(AMSU_INPUT_K_DTYPE, "T") &&
-                  same_text(AMSU_INPUT_V_DTYPE, "T") && same_text(AMSU_OUTPUT_S_DTYPE, "T"),
+static_assert(same_text(AMSU_INPUT_X_DTYPE, "T") && same_text(AMSU_INPUT_Q_DTYPE, "T") &&
+                  same_text(AMSU_INPUT_K_DTYPE, "T") && same_text(AMSU_INPUT_V_DTYPE, "T") &&
+                  same_text(AMSU_OUTPUT_S_DTYPE, "T"),
               "AMSU contract: x, q, k, v, s must be of type parameter T");
 static_assert(same_text(AMSU_INPUT_W_O_DTYPE, "float32") && same_text(AMSU_INPUT_GAMMA_DTYPE, "float32") &&
                   same_text(AMSU_INPUT_BETA_DTYPE, "float32") && same_text(AMSU_INPUT_H_IN_DTYPE, "float32") &&
@@ -52,10 +53,15 @@ Attrs read_attrs(const OrtKernelInfo* info) {
   a.num_heads = required_attribute<int64_t>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_NUM_HEADS, "int", kContract);
   a.kernel.threshold = required_attribute<float>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_THRESHOLD, "float", kContract);
   a.kernel.eps = required_attribute<float>(ki, AMSU_OP_NAME, a.node, AMSU_ATTR_EPS, "float", kContract);
-  auto bad = [&](const char* name, const std::string& value, const char* why) { return bad_attribute(AMSU_OP_NAME, a.node, name, value, why); };
-  if (a.num_heads < 1) throw bad(AMSU_ATTR_NUM_HEADS, std::to_string(a.num_heads), "must be a positive number of heads");
-  if (!std::isfinite(a.kernel.threshold)) throw bad(AMSU_ATTR_THRESHOLD, std::to_string(a.kernel.threshold), "must be finite");
-  if (!(a.kernel.eps >= 0.0f) || !std::isfinite(a.kernel.eps)) throw bad(AMSU_ATTR_EPS, std::to_string(a.kernel.eps), "must be a small non-negative number");
+  auto bad = [&](const char* name, const std::string& value, const char* why) {
+    return bad_attribute(AMSU_OP_NAME, a.node, name, value, why);
+  };
+  if (a.num_heads < 1)
+    throw bad(AMSU_ATTR_NUM_HEADS, std::to_string(a.num_heads), "must be a positive number of heads");
+  if (!std::isfinite(a.kernel.threshold))
+    throw bad(AMSU_ATTR_THRESHOLD, std::to_string(a.kernel.threshold), "must be finite");
+  if (!(a.kernel.eps >= 0.0f) || !std::isfinite(a.kernel.eps))
+    throw bad(AMSU_ATTR_EPS, std::to_string(a.kernel.eps), "must be a small non-negative number");
   return a;
 }
 
@@ -65,17 +71,20 @@ std::string check_shapes(const Attrs& a, const std::vector<const std::vector<int
   const std::vector<int64_t>& x = *in[AMSU_INPUT_X];
   const std::string where = "AMSU node '" + a.node + "': input '";
   if (x.size() != AMSU_INPUT_X_RANK)
-    return where + AMSU_INPUT_X_NAME + "' has shape " + shape_str(x.data(), x.size()) + "; expected rank " + std::to_string(AMSU_INPUT_X_RANK) + " " +
-           AMSU_INPUT_X_SHAPE;
+    return where + AMSU_INPUT_X_NAME + "' has shape " + shape_str(x.data(), x.size()) + "; expected rank " +
+           std::to_string(AMSU_INPUT_X_RANK) + " " + AMSU_INPUT_X_SHAPE;
   const int64_t B = x[0], S = x[1], D = x[2], NH = a.num_heads;
-  if (D % NH) return where + AMSU_INPUT_X_NAME + "' has D = " + std::to_string(D) + " channels, not divisible by num_heads = " + std::to_string(NH);
+  if (D % NH)
+    return where + AMSU_INPUT_X_NAME + "' has D = " + std::to_string(D) +
+           " channels, not divisible by num_heads = " + std::to_string(NH);
   const Symbols symbols{{"B", B}, {"S", S}, {"D", D}, {"NH", NH}, {"HD", D / NH}};
   for (int i = 0; i < AMSU_NUM_INPUTS; ++i) {
     const AstroedgePortSpec& spec = AMSU_INPUT_SPECS[i];
     const Shape want = resolve(spec.dims, spec.rank, symbols);
     if (!shape_equals(in[i]->data(), in[i]->size(), want))
-      return where + spec.name + "' has shape " + shape_str(in[i]->data(), in[i]->size()) + "; expected " + spec.shape + " = " + shape_str(want) +
-             " (B, S, D from " + AMSU_INPUT_X_NAME + " " + shape_str(x.data(), x.size()) + ", NH = " + AMSU_ATTR_NUM_HEADS + " = " + std::to_string(NH) + ", HD = D / NH)";
+      return where + spec.name + "' has shape " + shape_str(in[i]->data(), in[i]->size()) + "; expected " + spec.shape +
+             " = " + shape_str(want) + " (B, S, D from " + AMSU_INPUT_X_NAME + " " + shape_str(x.data(), x.size()) +
+             ", NH = " + AMSU_ATTR_NUM_HEADS + " = " + std::to_string(NH) + ", HD = D / NH)";
   }
   return {};
 }
@@ -84,16 +93,26 @@ template <typename T, bool kCuda>
 struct AmsuKernel {
   AmsuKernel(const OrtApi*, const OrtKernelInfo* info) : attrs_(read_attrs(info)) {}
 
-  Ort::Status Compute(OrtKernelContext* context, const Tensor<T>& x, const Tensor<T>& q, const Tensor<T>& k, const Tensor<T>& v,
-                      const Tensor<float>& w_o, const Tensor<float>& gamma, const Tensor<float>& beta, const Tensor<float>& h_in,
-                      const Tensor<float>& u_in, Tensor<T>& s, Tensor<float>& h_out, Tensor<float>& u_out) {
-    const std::string err = check_shapes(attrs_, {&x.Shape(), &q.Shape(), &k.Shape(), &v.Shape(), &w_o.Shape(), &gamma.Shape(),
-                                                  &beta.Shape(), &h_in.Shape(), &u_in.Shape()});
+  Ort::Status Compute(OrtKernelContext* context, const Tensor<T>& x, const Tensor<T>& q, const Tensor<T>& k,
+                      const Tensor<T>& v, const Tensor<float>& w_o, const Tensor<float>& gamma,
+                      const Tensor<float>& beta, const Tensor<float>& h_in, const Tensor<float>& u_in, Tensor<T>& s,
+                      Tensor<float>& h_out, Tensor<float>& u_out) {
+    const std::string err = check_shapes(attrs_, {&x.Shape(), &q.Shape(), &k.Shape(), &v.Shape(), &w_o.Shape(),
+                                                  &gamma.Shape(), &beta.Shape(), &h_in.Shape(), &u_in.Shape()});
     if (!err.empty()) return Ort::Status(err.c_str(), ORT_INVALID_ARGUMENT);
     const AmsuShape shape{x.Shape()[0], x.Shape()[1], x.Shape()[2], attrs_.num_heads};
-    const AmsuBuffers buf{x.DataRaw(),      q.DataRaw(),      k.DataRaw(),  v.DataRaw(),   w_o.Data(),
-                          gamma.Data(),     beta.Data(),      h_in.Data(),  u_in.Data(),   s.Allocate(x.Shape()),
-                          h_out.Allocate(h_in.Shape()), u_out.Allocate(u_in.Shape())};
+    const AmsuBuffers buf{x.DataRaw(),
+                          q.DataRaw(),
+                          k.DataRaw(),
+                          v.DataRaw(),
+                          w_o.Data(),
+                          gamma.Data(),
+                          beta.Data(),
+                          h_in.Data(),
+                          u_in.Data(),
+                          s.Allocate(x.Shape()),
+                          h_out.Allocate(h_in.Shape()),
+                          u_out.Allocate(u_in.Shape())};
     const AmsuDType dtype = std::is_same<T, float>::value ? AMSU_FLOAT32 : AMSU_FLOAT16;
     int rc;
     if constexpr (kCuda) {
@@ -115,10 +134,14 @@ struct AmsuKernel {
 }  // namespace astroedge
 
 void astroedge_add_amsu_ops(Ort::CustomOpDomain& domain) {
-  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<float, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
-  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<Ort::Float16_t, false>>(AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
+  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<float, false>>(AMSU_OP_NAME, "CPUExecutionProvider",
+                                                                                  AMSU_OP_VERSION));
+  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<Ort::Float16_t, false>>(
+      AMSU_OP_NAME, "CPUExecutionProvider", AMSU_OP_VERSION));
 #ifdef ASTROEDGE_WITH_CUDA
-  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<float, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
-  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<Ort::Float16_t, true>>(AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
+  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<float, true>>(AMSU_OP_NAME, "CUDAExecutionProvider",
+                                                                                 AMSU_OP_VERSION));
+  domain.Add(Ort::Custom::CreateLiteCustomOp<astroedge::AmsuKernel<Ort::Float16_t, true>>(
+      AMSU_OP_NAME, "CUDAExecutionProvider", AMSU_OP_VERSION));
 #endif
 }

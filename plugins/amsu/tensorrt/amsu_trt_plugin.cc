@@ -32,22 +32,25 @@ std::string check_input_dims(Dims const* in, int32_t num_heads) {
   for (int32_t i = 0; i < kNbInputs; ++i) {
     if (in[i].nbDims != AMSU_INPUT_SPECS[i].rank) {
       return std::string("input '") + input_name(i) + "' has shape " + dims_string(in[i]) + ", expected rank " +
-             std::to_string(AMSU_INPUT_SPECS[i].rank) + " " + AMSU_INPUT_SPECS[i].shape + " (op contract astroedge/contract/amsu.json)";
+             std::to_string(AMSU_INPUT_SPECS[i].rank) + " " + AMSU_INPUT_SPECS[i].shape +
+             " (op contract astroedge/contract/amsu.json)";
     }
   }
   Dims const& x = in[AMSU_INPUT_X];
   int64_t const d = x.d[2];
   if (d >= 0 && d % num_heads != 0) {
-    return "D = " + std::to_string(d) + " (last dim of x) is not divisible by num_heads = " + std::to_string(num_heads) +
+    return "D = " + std::to_string(d) +
+           " (last dim of x) is not divisible by num_heads = " + std::to_string(num_heads) +
            "; export with a head count that divides D";
   }
-  astroedge::Symbols const symbols{{"B", x.d[0]}, {"S", x.d[1]}, {"D", d}, {"NH", num_heads}, {"HD", d >= 0 ? d / num_heads : -1}};
+  astroedge::Symbols const symbols{
+      {"B", x.d[0]}, {"S", x.d[1]}, {"D", d}, {"NH", num_heads}, {"HD", d >= 0 ? d / num_heads : -1}};
   for (int32_t i = 0; i < kNbInputs; ++i) {
     astroedge::Shape const want = astroedge::resolve(AMSU_INPUT_SPECS[i].dims, AMSU_INPUT_SPECS[i].rank, symbols);
     if (!astroedge::shape_matches(in[i].d, static_cast<size_t>(in[i].nbDims), want)) {
-      return std::string("input '") + input_name(i) + "' has shape " + dims_string(in[i]) + ": expected " + AMSU_INPUT_SPECS[i].shape + " = " +
-             astroedge::shape_str(want) + " (B, S, D from x " + dims_string(x) + ", NH = " + AMSU_ATTR_NUM_HEADS + " = " + std::to_string(num_heads) +
-             ", -1 = any)";
+      return std::string("input '") + input_name(i) + "' has shape " + dims_string(in[i]) + ": expected " +
+             AMSU_INPUT_SPECS[i].shape + " = " + astroedge::shape_str(want) + " (B, S, D from x " + dims_string(x) +
+             ", NH = " + AMSU_ATTR_NUM_HEADS + " = " + std::to_string(num_heads) + ", -1 = any)";
     }
   }
   return std::string();
@@ -65,7 +68,8 @@ std::string AmsuPlugin::check_inputs(Dims const* dims, DataType const* /*types*/
   return check_input_dims(dims, params_.num_heads);
 }
 
-int32_t AmsuPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept {
+int32_t AmsuPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
+                                       int32_t nbInputs) const noexcept {
   if (nbInputs != kNbInputs || nbOutputs != kNbOutputs || !is_float_or_half(inputTypes[AMSU_INPUT_X])) return -1;
   outputTypes[AMSU_OUTPUT_S] = inputTypes[AMSU_INPUT_X];
   outputTypes[AMSU_OUTPUT_H_OUT] = DataType::kFLOAT;
@@ -73,8 +77,9 @@ int32_t AmsuPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs,
   return 0;
 }
 
-int32_t AmsuPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const* /*shapeInputs*/, int32_t /*nbShapeInputs*/,
-                                    DimsExprs* outputs, int32_t nbOutputs, nvinfer1::IExprBuilder& /*exprBuilder*/) noexcept {
+int32_t AmsuPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const* /*shapeInputs*/,
+                                    int32_t /*nbShapeInputs*/, DimsExprs* outputs, int32_t nbOutputs,
+                                    nvinfer1::IExprBuilder& /*exprBuilder*/) noexcept {
   // The outputs take the inputs' dimension expressions as they are, so B and S stay symbolic (dynamic).
   if (nbInputs != kNbInputs || nbOutputs != kNbOutputs) return -1;
   outputs[AMSU_OUTPUT_S] = inputs[AMSU_INPUT_X];
@@ -83,7 +88,8 @@ int32_t AmsuPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, D
   return 0;
 }
 
-bool AmsuPlugin::supportsFormatCombination(int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept {
+bool AmsuPlugin::supportsFormatCombination(int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
+                                           int32_t nbOutputs) noexcept {
   if (nbInputs != kNbInputs || nbOutputs != kNbOutputs || pos < 0 || pos >= kNbInputs + kNbOutputs) return false;
   PluginTensorDesc const& desc = inOut[pos].desc;
   if (desc.format != TensorFormat::kLINEAR) return false;
@@ -94,8 +100,8 @@ bool AmsuPlugin::supportsFormatCombination(int32_t pos, DynamicPluginTensorDesc 
 
 // Scratch of the CUDA kernel's chunkwise prefill, sized for the profile's largest x: enough for every
 // shape the profile admits (amsu_cuda_workspace_bytes is non-decreasing in batch and seq).
-size_t AmsuPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32_t nbInputs, DynamicPluginTensorDesc const* /*outputs*/,
-                                    int32_t /*nbOutputs*/) const noexcept {
+size_t AmsuPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
+                                    DynamicPluginTensorDesc const* /*outputs*/, int32_t /*nbOutputs*/) const noexcept {
   if (nbInputs != kNbInputs) return 0;
   Dims const& x = inputs[AMSU_INPUT_X].max;
   if (x.nbDims != 3) return 0;
@@ -103,8 +109,9 @@ size_t AmsuPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32
   return amsu_cuda_workspace_bytes(&largest);
 }
 
-int32_t AmsuPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/, void const* const* inputs,
-                            void* const* outputs, void* workspace, cudaStream_t stream) noexcept {
+int32_t AmsuPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
+                            void const* const* inputs, void* const* outputs, void* workspace,
+                            cudaStream_t stream) noexcept {
   Dims const& x = inputDesc[AMSU_INPUT_X].dims;
   AmsuShape const shape{x.d[0], x.d[1], x.d[2], params_.num_heads};
   AmsuAttrs const attrs{params_.threshold, params_.eps};
@@ -126,7 +133,8 @@ int32_t AmsuPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc 
   // TensorRT allocated getWorkspaceSize's bytes for the largest shape; this shape needs at most that.
   int const rc = amsu_cuda_forward_ws(&shape, attrs, kernel_dtype(inputDesc[AMSU_INPUT_X].type), &buffers, workspace,
                                       amsu_cuda_workspace_bytes(&shape), stream);
-  return kernel_result(rc, AMSU_OK, "amsu_cuda_forward_ws", amsu_error_string(rc), rc == AMSU_ERR_CUDA ? amsu_cuda_last_error() : nullptr);
+  return kernel_result(rc, AMSU_OK, "amsu_cuda_forward_ws", amsu_error_string(rc),
+                       rc == AMSU_ERR_CUDA ? amsu_cuda_last_error() : nullptr);
 }
 
 }  // namespace trt

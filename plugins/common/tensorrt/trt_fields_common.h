@@ -35,11 +35,16 @@ struct FieldSpec {
 /* TensorRT's name for a field kind, as the plugins' messages spell it. */
 inline char const* kind_name(FieldKind kind) {
   switch (kind) {
-    case FieldKind::kInt32: return "INT32";
-    case FieldKind::kInt64: return "INT64";
-    case FieldKind::kFloat32: return "FLOAT32";
-    case FieldKind::kFloat64: return "FLOAT64";
-    case FieldKind::kOther: break;
+    case FieldKind::kInt32:
+      return "INT32";
+    case FieldKind::kInt64:
+      return "INT64";
+    case FieldKind::kFloat32:
+      return "FLOAT32";
+    case FieldKind::kFloat64:
+      return "FLOAT64";
+    case FieldKind::kOther:
+      break;
   }
   return "an unsupported type";
 }
@@ -48,9 +53,15 @@ inline char const* kind_name(FieldKind kind) {
 inline bool read_int(FieldView const& f, int64_t* value) {
   int32_t v32 = 0;
   switch (f.kind) {
-    case FieldKind::kInt32: std::memcpy(&v32, f.data, sizeof v32); *value = v32; return true;
-    case FieldKind::kInt64: std::memcpy(value, f.data, sizeof *value); return true;
-    default: return false;
+    case FieldKind::kInt32:
+      std::memcpy(&v32, f.data, sizeof v32);
+      *value = v32;
+      return true;
+    case FieldKind::kInt64:
+      std::memcpy(value, f.data, sizeof *value);
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -58,9 +69,15 @@ inline bool read_int(FieldView const& f, int64_t* value) {
 inline bool read_float(FieldView const& f, double* value) {
   float v32 = 0.0f;
   switch (f.kind) {
-    case FieldKind::kFloat32: std::memcpy(&v32, f.data, sizeof v32); *value = v32; return true;
-    case FieldKind::kFloat64: std::memcpy(value, f.data, sizeof *value); return true;
-    default: return false;
+    case FieldKind::kFloat32:
+      std::memcpy(&v32, f.data, sizeof v32);
+      *value = v32;
+      return true;
+    case FieldKind::kFloat64:
+      std::memcpy(value, f.data, sizeof *value);
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -72,7 +89,9 @@ inline std::string format_number(double v) {
 }
 
 /* "namespace::Name plugin field 'name'": how every field message begins. */
-inline std::string field_label(std::string const& label, char const* field) { return std::string(label) + " plugin field '" + field + "'"; }
+inline std::string field_label(std::string const& label, char const* field) {
+  return std::string(label) + " plugin field '" + field + "'";
+}
 
 /* The part of field reading every plugin shares, so an op's parse_fields only states its own value
  * rules. Walks `fields` against the op's `specs`: unknown names go to *ignored (comma-separated, for
@@ -81,8 +100,8 @@ inline std::string field_label(std::string const& label, char const* field) { re
  * one-line refusal. `label` is "namespace::Name" of the plugin; seen[i] tells the caller which
  * specs arrived (it checks what is required). Returns "" or the first refusal. */
 template <class OnField>
-std::string scan_fields(std::string const& label, FieldSpec const* specs, int32_t num_specs, FieldView const* fields, int32_t count,
-                        bool* seen, std::string* ignored, OnField&& on_field) {
+std::string scan_fields(std::string const& label, FieldSpec const* specs, int32_t num_specs, FieldView const* fields,
+                        int32_t count, bool* seen, std::string* ignored, OnField&& on_field) {
   if (count < 0 || (count > 0 && fields == nullptr)) {
     return std::string(label) + " plugin: malformed field collection (" + std::to_string(count) + " fields, no data)";
   }

@@ -27,11 +27,16 @@ std::atomic<nvinfer1::ILoggerFinder*> g_logger_finder{nullptr};
 
 char const* severity_name(nvinfer1::ILogger::Severity severity) {
   switch (severity) {
-    case nvinfer1::ILogger::Severity::kINTERNAL_ERROR: return "internal error";
-    case nvinfer1::ILogger::Severity::kERROR: return "error";
-    case nvinfer1::ILogger::Severity::kWARNING: return "warning";
-    case nvinfer1::ILogger::Severity::kINFO: return "info";
-    case nvinfer1::ILogger::Severity::kVERBOSE: return "verbose";
+    case nvinfer1::ILogger::Severity::kINTERNAL_ERROR:
+      return "internal error";
+    case nvinfer1::ILogger::Severity::kERROR:
+      return "error";
+    case nvinfer1::ILogger::Severity::kWARNING:
+      return "warning";
+    case nvinfer1::ILogger::Severity::kINFO:
+      return "info";
+    case nvinfer1::ILogger::Severity::kVERBOSE:
+      return "verbose";
   }
   return "log";
 }

@@ -48,28 +48,41 @@ using nvinfer1::TensorFormat;
 
 inline nvinfer1::PluginFieldType to_trt(FieldKind kind) {
   switch (kind) {
-    case FieldKind::kInt32: return nvinfer1::PluginFieldType::kINT32;
-    case FieldKind::kInt64: return nvinfer1::PluginFieldType::kINT64;
-    case FieldKind::kFloat64: return nvinfer1::PluginFieldType::kFLOAT64;
-    default: return nvinfer1::PluginFieldType::kFLOAT32;
+    case FieldKind::kInt32:
+      return nvinfer1::PluginFieldType::kINT32;
+    case FieldKind::kInt64:
+      return nvinfer1::PluginFieldType::kINT64;
+    case FieldKind::kFloat64:
+      return nvinfer1::PluginFieldType::kFLOAT64;
+    default:
+      return nvinfer1::PluginFieldType::kFLOAT32;
   }
 }
 
 inline FieldKind from_trt(nvinfer1::PluginFieldType type) {
   switch (type) {
-    case nvinfer1::PluginFieldType::kINT32: return FieldKind::kInt32;
-    case nvinfer1::PluginFieldType::kINT64: return FieldKind::kInt64;
-    case nvinfer1::PluginFieldType::kFLOAT32: return FieldKind::kFloat32;
-    case nvinfer1::PluginFieldType::kFLOAT64: return FieldKind::kFloat64;
-    default: return FieldKind::kOther;
+    case nvinfer1::PluginFieldType::kINT32:
+      return FieldKind::kInt32;
+    case nvinfer1::PluginFieldType::kINT64:
+      return FieldKind::kInt64;
+    case nvinfer1::PluginFieldType::kFLOAT32:
+      return FieldKind::kFloat32;
+    case nvinfer1::PluginFieldType::kFLOAT64:
+      return FieldKind::kFloat64;
+    default:
+      return FieldKind::kOther;
   }
 }
 
 /* The activation types of the contracts' type parameter T: float32 or float16. */
-inline bool is_float_or_half(nvinfer1::DataType type) { return type == nvinfer1::DataType::kFLOAT || type == nvinfer1::DataType::kHALF; }
+inline bool is_float_or_half(nvinfer1::DataType type) {
+  return type == nvinfer1::DataType::kFLOAT || type == nvinfer1::DataType::kHALF;
+}
 
 /* "[2, -1, 64]": a shape in messages, -1 = unknown at build time. */
-inline std::string dims_string(nvinfer1::Dims const& d) { return astroedge::shape_str(d.d, static_cast<size_t>(d.nbDims)); }
+inline std::string dims_string(nvinfer1::Dims const& d) {
+  return astroedge::shape_str(d.d, static_cast<size_t>(d.nbDims));
+}
 
 /* "astroedge::AMSU plugin: ", how every message of the op's plugin and creator begins. */
 template <class Op>
@@ -94,9 +107,12 @@ class PluginBase : public nvinfer1::IPluginV3,
   // IPluginV3
   nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override {
     switch (type) {
-      case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
-      case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
-      case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
+      case nvinfer1::PluginCapabilityType::kCORE:
+        return static_cast<nvinfer1::IPluginV3OneCore*>(this);
+      case nvinfer1::PluginCapabilityType::kBUILD:
+        return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
+      case nvinfer1::PluginCapabilityType::kRUNTIME:
+        return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
     }
     return nullptr;
   }
@@ -116,15 +132,17 @@ class PluginBase : public nvinfer1::IPluginV3,
   char const* getPluginNamespace() const noexcept override { return Op::kNamespace; }
 
   // IPluginV3OneBuild (the op-specific ones are Derived's)
-  int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs, nvinfer1::DynamicPluginTensorDesc const* /*out*/,
-                          int32_t nbOutputs) noexcept override {
+  int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+                          nvinfer1::DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept override {
     if (!counts_fit(nbInputs, nbOutputs)) {
       try {
-        std::string const inputs = Derived::kMinInputs == Derived::kMaxInputs
-                                       ? std::to_string(Derived::kMaxInputs)
-                                       : std::to_string(Derived::kMinInputs) + " to " + std::to_string(Derived::kMaxInputs);
-        log(nvinfer1::ILogger::Severity::kERROR, prefix() + "got " + std::to_string(nbInputs) + " inputs and " + std::to_string(nbOutputs) +
-                                                     " outputs, the op contract has " + inputs + " and " + std::to_string(Derived::kNbOutputs));
+        std::string const inputs =
+            Derived::kMinInputs == Derived::kMaxInputs
+                ? std::to_string(Derived::kMaxInputs)
+                : std::to_string(Derived::kMinInputs) + " to " + std::to_string(Derived::kMaxInputs);
+        log(nvinfer1::ILogger::Severity::kERROR, prefix() + "got " + std::to_string(nbInputs) + " inputs and " +
+                                                     std::to_string(nbOutputs) + " outputs, the op contract has " +
+                                                     inputs + " and " + std::to_string(Derived::kNbOutputs));
       } catch (std::exception const&) {
         // Out of memory while formatting: the non-zero status still reaches TensorRT.
       }
@@ -153,8 +171,8 @@ class PluginBase : public nvinfer1::IPluginV3,
   char const* getMetadataString() noexcept override { return description_.c_str(); }
 
   // IPluginV3OneRuntime (enqueue is Derived's)
-  int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* /*out*/,
-                        int32_t nbOutputs) noexcept override {
+  int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
+                        nvinfer1::PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept override {
     if (!counts_fit(nbInputs, nbOutputs)) return -1;
     try {
       nvinfer1::Dims dims[Derived::kMaxInputs];
@@ -207,7 +225,8 @@ class PluginBase : public nvinfer1::IPluginV3,
 
   /* enqueue's result from the kernel's status `rc` (`ok` = success): 0, or rc after logging the
    * function, the kernel's error text and, for CUDA errors (cuda_error not null), CUDA's. */
-  static int32_t kernel_result(int rc, int ok, char const* function, char const* error, char const* cuda_error) noexcept {
+  static int32_t kernel_result(int rc, int ok, char const* function, char const* error,
+                               char const* cuda_error) noexcept {
     if (rc == ok) return 0;
     try {
       std::string message = prefix() + function + " failed: " + error;
@@ -238,7 +257,8 @@ template <class Plugin, class Op>
 class PluginCreator final : public nvinfer1::IPluginCreatorV3One {
  public:
   PluginCreator() {
-    for (int32_t i = 0; i < Op::kNumFields; ++i) field_names_.emplace_back(Op::kFieldSpecs[i].name, nullptr, to_trt(Op::kFieldSpecs[i].kind), 1);
+    for (int32_t i = 0; i < Op::kNumFields; ++i)
+      field_names_.emplace_back(Op::kFieldSpecs[i].name, nullptr, to_trt(Op::kFieldSpecs[i].kind), 1);
     field_collection_.nbFields = static_cast<int32_t>(field_names_.size());
     field_collection_.fields = field_names_.data();
   }
@@ -261,7 +281,8 @@ class PluginCreator final : public nvinfer1::IPluginCreatorV3One {
         log(nvinfer1::ILogger::Severity::kERROR, std::string(error).append(layer));
         return nullptr;
       }
-      if (!ignored.empty()) log(nvinfer1::ILogger::Severity::kWARNING, plugin_prefix<Op>() + "ignoring unknown fields " + ignored + layer);
+      if (!ignored.empty())
+        log(nvinfer1::ILogger::Severity::kWARNING, plugin_prefix<Op>() + "ignoring unknown fields " + ignored + layer);
       return new Plugin(params);
     } catch (std::exception const& e) {
       log(nvinfer1::ILogger::Severity::kERROR, plugin_prefix<Op>() + "createPlugin failed: " + e.what());

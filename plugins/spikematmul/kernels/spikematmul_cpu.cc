@@ -39,9 +39,9 @@ namespace {
 
 using astroedge_smm::half;
 
-constexpr int64_t kChunk = 512;       // accumulator columns (2 KiB of float: stays in L1), one row (decode)
-constexpr int64_t kChunkRows = 128;   // with many rows: a K x 128 weight panel (1.5 MiB at K = 3072) is re-read from L2
-constexpr int64_t kColAlign = 64;     // thread column ranges start at multiples of this (even: int4 bytes)
+constexpr int64_t kChunk = 512;      // accumulator columns (2 KiB of float: stays in L1), one row (decode)
+constexpr int64_t kChunkRows = 128;  // with many rows: a K x 128 weight panel (1.5 MiB at K = 3072) is re-read from L2
+constexpr int64_t kColAlign = 64;    // thread column ranges start at multiples of this (even: int4 bytes)
 constexpr int64_t kMinWorkPerThread = 1 << 18;  // ~0.25 M weight elements per thread before splitting pays
 
 struct Call {
@@ -92,7 +92,8 @@ Fired collect(const Call& c) {
 #ifdef SMM_HAVE_AVX2_INT4
 __attribute__((target("avx2,f16c"))) void widen_f16c(const half* src, float* dst, int64_t n) {
   int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
   for (; j < n; ++j) dst[j] = static_cast<float>(src[j]);
 }
 
@@ -110,7 +111,8 @@ inline void widen(const half* src, float* dst, int64_t n) {
 }
 
 // Rows of ones, 4 at a time: a tree of adds per column, one store.
-SMM_CLONES void add_rows_f32(float* __restrict acc, const float* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
+SMM_CLONES void add_rows_f32(float* __restrict acc, const float* W, int64_t ldw, const int32_t* idx, int64_t count,
+                             int64_t n0, int64_t w) {
   int64_t i = 0;
   for (; i + 4 <= count; i += 4) {
     const float* r0 = W + idx[i] * ldw + n0;
@@ -126,7 +128,8 @@ SMM_CLONES void add_rows_f32(float* __restrict acc, const float* W, int64_t ldw,
 }
 
 // Halves are widened (widen: F16C where the CPU has it) into a small L1 buffer, then added like float rows.
-SMM_CLONES void add_rows_f16(float* __restrict acc, const half* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
+SMM_CLONES void add_rows_f16(float* __restrict acc, const half* W, int64_t ldw, const int32_t* idx, int64_t count,
+                             int64_t n0, int64_t w) {
   constexpr int64_t kSeg = 128;
   float tmp[4][kSeg];
   int64_t i = 0;
@@ -148,14 +151,16 @@ SMM_CLONES void add_rows_f16(float* __restrict acc, const half* W, int64_t ldw, 
 }
 
 // int8 rows of ones: exact int32 sums (4 int8 fit in int16 before widening).
-SMM_CLONES void add_rows_i8(int32_t* __restrict acc, const int8_t* W, int64_t ldw, const int32_t* idx, int64_t count, int64_t n0, int64_t w) {
+SMM_CLONES void add_rows_i8(int32_t* __restrict acc, const int8_t* W, int64_t ldw, const int32_t* idx, int64_t count,
+                            int64_t n0, int64_t w) {
   int64_t i = 0;
   for (; i + 4 <= count; i += 4) {
     const int8_t* r0 = W + idx[i] * ldw + n0;
     const int8_t* r1 = W + idx[i + 1] * ldw + n0;
     const int8_t* r2 = W + idx[i + 2] * ldw + n0;
     const int8_t* r3 = W + idx[i + 3] * ldw + n0;
-    for (int64_t j = 0; j < w; ++j) acc[j] += static_cast<int16_t>(static_cast<int16_t>(r0[j] + r1[j]) + static_cast<int16_t>(r2[j] + r3[j]));
+    for (int64_t j = 0; j < w; ++j)
+      acc[j] += static_cast<int16_t>(static_cast<int16_t>(r0[j] + r1[j]) + static_cast<int16_t>(r2[j] + r3[j]));
   }
   for (; i < count; ++i) {
     const int8_t* r = W + idx[i] * ldw + n0;
@@ -164,8 +169,8 @@ SMM_CLONES void add_rows_i8(int32_t* __restrict acc, const int8_t* W, int64_t ld
 }
 
 // General values (any non-zero spike): acc += v * row, for float and int8 (scale applied by the caller).
-SMM_CLONES void axpy_rows_f32(float* __restrict acc, const float* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
-                              int64_t w) {
+SMM_CLONES void axpy_rows_f32(float* __restrict acc, const float* W, int64_t ldw, const int32_t* idx, const float* val,
+                              int64_t count, int64_t n0, int64_t w) {
   for (int64_t i = 0; i < count; ++i) {
     const float* r = W + idx[i] * ldw + n0;
     const float v = val[i];
@@ -173,8 +178,8 @@ SMM_CLONES void axpy_rows_f32(float* __restrict acc, const float* W, int64_t ldw
   }
 }
 
-SMM_CLONES void axpy_rows_f16(float* __restrict acc, const half* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
-                              int64_t w) {
+SMM_CLONES void axpy_rows_f16(float* __restrict acc, const half* W, int64_t ldw, const int32_t* idx, const float* val,
+                              int64_t count, int64_t n0, int64_t w) {
   for (int64_t i = 0; i < count; ++i) {
     const half* r = W + idx[i] * ldw + n0;
     const float v = val[i];
@@ -182,8 +187,8 @@ SMM_CLONES void axpy_rows_f16(float* __restrict acc, const half* W, int64_t ldw,
   }
 }
 
-SMM_CLONES void axpy_rows_i8(float* __restrict acc, const int8_t* W, int64_t ldw, const int32_t* idx, const float* val, int64_t count, int64_t n0,
-                             int64_t w) {
+SMM_CLONES void axpy_rows_i8(float* __restrict acc, const int8_t* W, int64_t ldw, const int32_t* idx, const float* val,
+                             int64_t count, int64_t n0, int64_t w) {
   for (int64_t i = 0; i < count; ++i) {
     const int8_t* r = W + idx[i] * ldw + n0;
     const float v = val[i];
@@ -195,7 +200,8 @@ SMM_CLONES void axpy_rows_i8(float* __restrict acc, const int8_t* W, int64_t ldw
 // over bytes with no shuffles; the caller interleaves them.
 
 // Bytes [t0, t1) of one row, scale looked up per run of whole-block bytes (any even block size).
-inline void i4_generic(float* ev, float* od, const uint8_t* r, const float* sc, float v, int64_t b0, int64_t t0, int64_t t1, int64_t half_bs) {
+inline void i4_generic(float* ev, float* od, const uint8_t* r, const float* sc, float v, int64_t b0, int64_t t0,
+                       int64_t t1, int64_t half_bs) {
   for (int64_t j = t0; j < t1;) {
     const int64_t end = std::min(t1, j + (half_bs - (b0 + j) % half_bs));
     const float s = v * sc[(b0 + j) / half_bs];
@@ -209,7 +215,8 @@ inline void i4_generic(float* ev, float* od, const uint8_t* r, const float* sc, 
 
 // `blocks` whole blocks of HB bytes from byte 0 (aligned to a block): a fixed trip count that vectorises.
 template <int64_t HB>
-__attribute__((always_inline)) inline void i4_blocks(float* ev, float* od, const uint8_t* r, const float* sc, float v, int64_t blocks) {
+__attribute__((always_inline)) inline void i4_blocks(float* ev, float* od, const uint8_t* r, const float* sc, float v,
+                                                     int64_t blocks) {
   for (int64_t b = 0; b < blocks; ++b) {
     const float s = v * sc[b];
     const uint8_t* rb = r + b * HB;
@@ -224,8 +231,8 @@ __attribute__((always_inline)) inline void i4_blocks(float* ev, float* od, const
 
 // Four rows at once (one accumulator read-modify-write per four rows), same block layout.
 template <int64_t HB>
-__attribute__((always_inline)) inline void i4_blocks4(float* ev, float* od, const uint8_t* const* r, const float* const* sc, const float* v,
-                                                      int64_t blocks) {
+__attribute__((always_inline)) inline void i4_blocks4(float* ev, float* od, const uint8_t* const* r,
+                                                      const float* const* sc, const float* v, int64_t blocks) {
   for (int64_t b = 0; b < blocks; ++b) {
     const float s0 = v[0] * sc[0][b], s1 = v[1] * sc[1][b], s2 = v[2] * sc[2][b], s3 = v[3] * sc[3][b];
     const uint8_t *r0 = r[0] + b * HB, *r1 = r[1] + b * HB, *r2 = r[2] + b * HB, *r3 = r[3] + b * HB;
@@ -244,8 +251,9 @@ __attribute__((always_inline)) inline void i4_blocks4(float* ev, float* od, cons
 // i4_blocks4 in AVX2 + FMA intrinsics (GCC left the nibble unpacking to shuffles, 3-4x slower): per 8
 // bytes of a row, widen to int32, split the nibbles, convert, multiply-add with the row's block scale;
 // the zero point enters once per block as -8 * (sum of the four scales). Blocks of hb bytes, hb % 8 == 0.
-__attribute__((target("avx2,fma"))) void i4_blocks4_avx2(float* ev, float* od, const uint8_t* const* r, const float* const* sc, const float* v,
-                                                          int64_t blocks, int64_t hb) {
+__attribute__((target("avx2,fma"))) void i4_blocks4_avx2(float* ev, float* od, const uint8_t* const* r,
+                                                         const float* const* sc, const float* v, int64_t blocks,
+                                                         int64_t hb) {
   const __m256i low = _mm256_set1_epi32(15);
   for (int64_t b = 0; b < blocks; ++b) {
     const float s[4] = {v[0] * sc[0][b], v[1] * sc[1][b], v[2] * sc[2][b], v[3] * sc[3][b]};
@@ -284,8 +292,8 @@ bool int4_rows_fast(int64_t bs) {
 }
 
 // Columns [n0, n0 + w), n0 even.
-SMM_CLONES void axpy_rows_i4(float* ev, float* od, const uint8_t* W, int64_t ldw, const float* scale, int64_t nb_row, int64_t bs,
-                             const int32_t* idx, const float* val, int64_t count, int64_t n0, int64_t w) {
+SMM_CLONES void axpy_rows_i4(float* ev, float* od, const uint8_t* W, int64_t ldw, const float* scale, int64_t nb_row,
+                             int64_t bs, const int32_t* idx, const float* val, int64_t count, int64_t n0, int64_t w) {
   const int64_t b0 = n0 / 2, bytes = (w + 1) / 2, hb = bs / 2;
   const bool aligned = b0 % hb == 0;
   const int64_t blocks = aligned ? bytes / hb : 0, tail = blocks * hb;
@@ -299,12 +307,16 @@ SMM_CLONES void axpy_rows_i4(float* ev, float* od, const uint8_t* W, int64_t ldw
         sc[j] = scale + idx[i + j] * nb_row + b0 / hb;
       }
 #ifdef SMM_HAVE_AVX2_INT4
-      if (cpu_has_avx2_fma()) i4_blocks4_avx2(ev, od, r, sc, val + i, blocks, hb);
+      if (cpu_has_avx2_fma())
+        i4_blocks4_avx2(ev, od, r, sc, val + i, blocks, hb);
       else
 #endif
-      if (hb == 16) i4_blocks4<16>(ev, od, r, sc, val + i, blocks);
-      else i4_blocks4<32>(ev, od, r, sc, val + i, blocks);
-      for (int j = 0; j < 4; ++j) i4_generic(ev, od, r[j], scale + idx[i + j] * nb_row, val[i + j], b0, tail, bytes, hb);
+          if (hb == 16)
+        i4_blocks4<16>(ev, od, r, sc, val + i, blocks);
+      else
+        i4_blocks4<32>(ev, od, r, sc, val + i, blocks);
+      for (int j = 0; j < 4; ++j)
+        i4_generic(ev, od, r[j], scale + idx[i + j] * nb_row, val[i + j], b0, tail, bytes, hb);
     }
   }
   for (; i < count; ++i) {
@@ -312,11 +324,21 @@ SMM_CLONES void axpy_rows_i4(float* ev, float* od, const uint8_t* W, int64_t ldw
     const float* sc = scale + idx[i] * nb_row;
     const float v = val[i];
     switch (aligned ? hb : 0) {
-      case 8: i4_blocks<8>(ev, od, r, sc + b0 / hb, v, blocks); break;
-      case 16: i4_blocks<16>(ev, od, r, sc + b0 / hb, v, blocks); break;
-      case 32: i4_blocks<32>(ev, od, r, sc + b0 / hb, v, blocks); break;
-      case 64: i4_blocks<64>(ev, od, r, sc + b0 / hb, v, blocks); break;
-      default: i4_generic(ev, od, r, sc, v, b0, 0, bytes, hb); continue;
+      case 8:
+        i4_blocks<8>(ev, od, r, sc + b0 / hb, v, blocks);
+        break;
+      case 16:
+        i4_blocks<16>(ev, od, r, sc + b0 / hb, v, blocks);
+        break;
+      case 32:
+        i4_blocks<32>(ev, od, r, sc + b0 / hb, v, blocks);
+        break;
+      case 64:
+        i4_blocks<64>(ev, od, r, sc + b0 / hb, v, blocks);
+        break;
+      default:
+        i4_generic(ev, od, r, sc, v, b0, 0, bytes, hb);
+        continue;
     }
     i4_generic(ev, od, r, sc, v, b0, tail, bytes, hb);
   }
@@ -339,8 +361,12 @@ SMM_CLONES void dequantize_strip(const Call& c, int64_t n0, int64_t w, float* ou
   for (int64_t k = 0; k < c.K; ++k) {
     float* o = out + k * w;
     switch (c.format) {
-      case SMM_WEIGHT_FLOAT32: std::memcpy(o, static_cast<const float*>(c.buf.weight) + k * c.N + n0, w * sizeof(float)); break;
-      case SMM_WEIGHT_FLOAT16: widen(static_cast<const half*>(c.buf.weight) + k * c.N + n0, o, w); break;
+      case SMM_WEIGHT_FLOAT32:
+        std::memcpy(o, static_cast<const float*>(c.buf.weight) + k * c.N + n0, w * sizeof(float));
+        break;
+      case SMM_WEIGHT_FLOAT16:
+        widen(static_cast<const half*>(c.buf.weight) + k * c.N + n0, o, w);
+        break;
       case SMM_WEIGHT_INT8: {
         const int8_t* r = static_cast<const int8_t*>(c.buf.weight) + k * c.N + n0;
         for (int64_t j = 0; j < w; ++j) o[j] = static_cast<float>(r[j]) * c.buf.scale[n0 + j];
@@ -375,7 +401,8 @@ void sparse_columns(const Call& c, const Fired& f, int64_t c0, int64_t c1) {
   // fp16 (and int4 without the AVX2 unpacking) with many fired rows in total: dequantise each panel once
   // and add float rows, instead of converting a fired row again for every row that needs it. int8 rows
   // stay int8 (exact int32 sums read a quarter of the bytes: measured 1.1-1.6x faster at T = 64).
-  const bool panel = c.M > 1 && 2 * f.start[c.M] >= c.K && (c.format == SMM_WEIGHT_FLOAT16 || (c.format == SMM_WEIGHT_INT4 && !int4_rows_fast(c.bs)));
+  const bool panel = c.M > 1 && 2 * f.start[c.M] >= c.K &&
+                     (c.format == SMM_WEIGHT_FLOAT16 || (c.format == SMM_WEIGHT_INT4 && !int4_rows_fast(c.bs)));
   std::vector<float> strip(panel ? c.K * chunk : 0);
   for (int64_t n0 = c0; n0 < c1; n0 += chunk) {
     const int64_t w = std::min(chunk, c1 - n0);
@@ -386,22 +413,28 @@ void sparse_columns(const Call& c, const Fired& f, int64_t c0, int64_t c1) {
       const int64_t count = f.start[m + 1] - f.start[m];
       std::fill(acc.begin(), acc.begin() + w, 0.0f);
       if (panel) {
-        if (f.ones[m]) add_rows_f32(acc.data(), strip.data(), w, idx, count, 0, w);
-        else axpy_rows_f32(acc.data(), strip.data(), w, idx, val, count, 0, w);
+        if (f.ones[m])
+          add_rows_f32(acc.data(), strip.data(), w, idx, count, 0, w);
+        else
+          axpy_rows_f32(acc.data(), strip.data(), w, idx, val, count, 0, w);
         store_row(c, m, n0, w, acc.data());
         continue;
       }
       switch (c.format) {
         case SMM_WEIGHT_FLOAT32: {
           const auto* W = static_cast<const float*>(c.buf.weight);
-          if (f.ones[m]) add_rows_f32(acc.data(), W, c.N, idx, count, n0, w);
-          else axpy_rows_f32(acc.data(), W, c.N, idx, val, count, n0, w);
+          if (f.ones[m])
+            add_rows_f32(acc.data(), W, c.N, idx, count, n0, w);
+          else
+            axpy_rows_f32(acc.data(), W, c.N, idx, val, count, n0, w);
           break;
         }
         case SMM_WEIGHT_FLOAT16: {
           const auto* W = static_cast<const half*>(c.buf.weight);
-          if (f.ones[m]) add_rows_f16(acc.data(), W, c.N, idx, count, n0, w);
-          else axpy_rows_f16(acc.data(), W, c.N, idx, val, count, n0, w);
+          if (f.ones[m])
+            add_rows_f16(acc.data(), W, c.N, idx, count, n0, w);
+          else
+            axpy_rows_f16(acc.data(), W, c.N, idx, val, count, n0, w);
           break;
         }
         case SMM_WEIGHT_INT8: {
@@ -420,8 +453,8 @@ void sparse_columns(const Call& c, const Fired& f, int64_t c0, int64_t c1) {
           const int64_t bytes = (w + 1) / 2;
           std::fill(ev.begin(), ev.begin() + bytes, 0.0f);
           std::fill(od.begin(), od.begin() + bytes, 0.0f);
-          axpy_rows_i4(ev.data(), od.data(), static_cast<const uint8_t*>(c.buf.weight), (c.N + 1) / 2, c.buf.scale, nb_row, c.bs, idx, val,
-                       count, n0, w);
+          axpy_rows_i4(ev.data(), od.data(), static_cast<const uint8_t*>(c.buf.weight), (c.N + 1) / 2, c.buf.scale,
+                       nb_row, c.bs, idx, val, count, n0, w);
           for (int64_t j = 0; j < w; ++j) acc[j] = (j & 1) ? od[j / 2] : ev[j / 2];
           break;
         }
@@ -442,7 +475,8 @@ constexpr int64_t MR = 4, NR = 16;
 typedef float f32x8 __attribute__((vector_size(32)));
 
 // C[M][w] = A[M][K] B[K][w] (B with leading dimension ldb), register tiles of MR x NR (8 accumulators).
-SMM_CLONES void gemm_strip(int64_t M, int64_t K, int64_t w, const float* A, const float* B, int64_t ldb, float* C, int64_t ldc) {
+SMM_CLONES void gemm_strip(int64_t M, int64_t K, int64_t w, const float* A, const float* B, int64_t ldb, float* C,
+                           int64_t ldc) {
   const int64_t m_main = M - M % MR, n_main = w - w % NR;
   for (int64_t j = 0; j < n_main; j += NR) {
     for (int64_t i = 0; i < m_main; i += MR) {
@@ -542,7 +576,8 @@ int pick_threads(int requested, int64_t work, int64_t N) {
 
 int validate(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf) {
   if (!shape || !buf) return SMM_ERR_INVALID_ARGUMENT;
-  if (shape->batch < 0 || shape->seq < 0 || shape->in_features < 0 || shape->out_features < 0) return SMM_ERR_INVALID_ARGUMENT;
+  if (shape->batch < 0 || shape->seq < 0 || shape->in_features < 0 || shape->out_features < 0)
+    return SMM_ERR_INVALID_ARGUMENT;
   if (shape->in_features > INT32_MAX) return SMM_ERR_UNSUPPORTED;
   if (act != SMM_ACT_FLOAT32 && act != SMM_ACT_FLOAT16) return SMM_ERR_INVALID_ARGUMENT;
   if (format < SMM_WEIGHT_FLOAT32 || format > SMM_WEIGHT_INT4) return SMM_ERR_INVALID_ARGUMENT;
@@ -557,10 +592,12 @@ int validate(const SmmShape* shape, SmmActType act, SmmWeightFormat format, cons
   return SMM_OK;
 }
 
-int forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf, int num_threads, const SmmParallel* pool) {
+int forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf, int num_threads,
+            const SmmParallel* pool) {
   const int valid = validate(shape, act, format, buf);
   if (valid != SMM_OK) return valid < 0 ? valid : SMM_OK;
-  const Call c{shape->batch * shape->seq, shape->in_features, shape->out_features, shape->block_size, act, format, *buf};
+  const Call c{
+      shape->batch * shape->seq, shape->in_features, shape->out_features, shape->block_size, act, format, *buf};
   try {
     const Fired f = collect(c);
     const int64_t nnz = f.start[c.M];
@@ -587,22 +624,28 @@ int forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const
 
 }  // namespace
 
-extern "C" int spikematmul_cpu_forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf, int num_threads) {
+extern "C" int spikematmul_cpu_forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format,
+                                       const SmmBuffers* buf, int num_threads) {
   return forward(shape, act, format, buf, num_threads, nullptr);
 }
 
-extern "C" int spikematmul_cpu_forward_parallel(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf,
-                                                const SmmParallel* parallel) {
+extern "C" int spikematmul_cpu_forward_parallel(const SmmShape* shape, SmmActType act, SmmWeightFormat format,
+                                                const SmmBuffers* buf, const SmmParallel* parallel) {
   if (!parallel || !parallel->parallel_for) return SMM_ERR_INVALID_ARGUMENT;
   return forward(shape, act, format, buf, parallel->num_threads > 0 ? parallel->num_threads : 1, parallel);
 }
 
 extern "C" const char* spikematmul_error_string(int code) {
   switch (code) {
-    case SMM_OK: return "success";
-    case SMM_ERR_INVALID_ARGUMENT: return "invalid argument (negative size, block_size not even and >= 2, NULL buffer, unknown format or type)";
-    case SMM_ERR_CUDA: return "CUDA error";
-    case SMM_ERR_UNSUPPORTED: return "unsupported (out of memory, threads unavailable, or K beyond int32)";
-    default: return "unknown error code";
+    case SMM_OK:
+      return "success";
+    case SMM_ERR_INVALID_ARGUMENT:
+      return "invalid argument (negative size, block_size not even and >= 2, NULL buffer, unknown format or type)";
+    case SMM_ERR_CUDA:
+      return "CUDA error";
+    case SMM_ERR_UNSUPPORTED:
+      return "unsupported (out of memory, threads unavailable, or K beyond int32)";
+    default:
+      return "unknown error code";
   }
 }

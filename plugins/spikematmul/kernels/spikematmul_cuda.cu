@@ -23,27 +23,36 @@ thread_local std::string g_last_error;
 
 constexpr int kThreads = 256;  // 8 warps
 constexpr int kWarps = kThreads / 32;
-constexpr int kTile = 64;      // output columns per gather block: 2 per lane
-constexpr int kChunk = 2048;   // fired inputs compacted per pass (16 KiB of shared memory)
+constexpr int kTile = 64;     // output columns per gather block: 2 per lane
+constexpr int kChunk = 2048;  // fired inputs compacted per pass (16 KiB of shared memory)
 constexpr int64_t kGatherMaxRows = 4;
 
 template <typename TA>
 __device__ __forceinline__ float to_float(TA v);
 template <>
-__device__ __forceinline__ float to_float<float>(float v) { return v; }
+__device__ __forceinline__ float to_float<float>(float v) {
+  return v;
+}
 template <>
-__device__ __forceinline__ float to_float<__half>(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float<__half>(__half v) {
+  return __half2float(v);
+}
 
 template <typename TA>
 __device__ __forceinline__ TA from_float(float v);
 template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
+__device__ __forceinline__ float from_float<float>(float v) {
+  return v;
+}
 template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ __half from_float<__half>(float v) {
+  return __float2half_rn(v);
+}
 
 // W[k, n] dequantised per the contract's weight format.
 template <int F>
-__device__ __forceinline__ float weight_at(const void* w, const float* scale, int64_t k, int64_t n, int64_t N, int64_t bs) {
+__device__ __forceinline__ float weight_at(const void* w, const float* scale, int64_t k, int64_t n, int64_t N,
+                                           int64_t bs) {
   if constexpr (F == SMM_WEIGHT_FLOAT32) {
     return static_cast<const float*>(w)[k * N + n];
   } else if constexpr (F == SMM_WEIGHT_FLOAT16) {
@@ -58,9 +67,9 @@ __device__ __forceinline__ float weight_at(const void* w, const float* scale, in
 }
 
 template <typename TA, int F>
-__global__ void __launch_bounds__(kThreads) gather_kernel(const TA* __restrict__ spikes, const void* __restrict__ w,
-                                                          const float* __restrict__ scale, const float* __restrict__ bias, TA* __restrict__ y,
-                                                          int64_t K, int64_t N, int64_t bs) {
+__global__ void __launch_bounds__(kThreads)
+    gather_kernel(const TA* __restrict__ spikes, const void* __restrict__ w, const float* __restrict__ scale,
+                  const float* __restrict__ bias, TA* __restrict__ y, int64_t K, int64_t N, int64_t bs) {
   __shared__ int32_t s_idx[kChunk];
   __shared__ float s_val[kChunk];
   __shared__ int s_warp_count[kWarps];
@@ -120,9 +129,9 @@ __global__ void __launch_bounds__(kThreads) gather_kernel(const TA* __restrict__
 constexpr int kBM = 64, kBN = 64, kBK = 16;
 
 template <typename TA, int F>
-__global__ void __launch_bounds__(kThreads) dense_kernel(const TA* __restrict__ spikes, const void* __restrict__ w,
-                                                         const float* __restrict__ scale, const float* __restrict__ bias, TA* __restrict__ y,
-                                                         int64_t M, int64_t K, int64_t N, int64_t bs) {
+__global__ void __launch_bounds__(kThreads)
+    dense_kernel(const TA* __restrict__ spikes, const void* __restrict__ w, const float* __restrict__ scale,
+                 const float* __restrict__ bias, TA* __restrict__ y, int64_t M, int64_t K, int64_t N, int64_t bs) {
   __shared__ float s_a[kBK][kBM + 1];
   __shared__ float s_b[kBK][kBN];
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * kBM, n0 = static_cast<int64_t>(blockIdx.x) * kBN;
@@ -173,26 +182,38 @@ void launch(const SmmShape& s, const SmmBuffers& b, cudaStream_t stream) {
   auto* y = static_cast<TA*>(b.y);
   if (M <= kGatherMaxRows) {
     const dim3 grid(static_cast<unsigned>((s.out_features + kTile - 1) / kTile), static_cast<unsigned>(M));
-    gather_kernel<TA, F><<<grid, kThreads, 0, stream>>>(spikes, b.weight, b.scale, b.bias, y, s.in_features, s.out_features, s.block_size);
+    gather_kernel<TA, F><<<grid, kThreads, 0, stream>>>(spikes, b.weight, b.scale, b.bias, y, s.in_features,
+                                                        s.out_features, s.block_size);
   } else {
-    const dim3 grid(static_cast<unsigned>((s.out_features + kBN - 1) / kBN), static_cast<unsigned>((M + kBM - 1) / kBM));
-    dense_kernel<TA, F><<<grid, kThreads, 0, stream>>>(spikes, b.weight, b.scale, b.bias, y, M, s.in_features, s.out_features, s.block_size);
+    const dim3 grid(static_cast<unsigned>((s.out_features + kBN - 1) / kBN),
+                    static_cast<unsigned>((M + kBM - 1) / kBM));
+    dense_kernel<TA, F><<<grid, kThreads, 0, stream>>>(spikes, b.weight, b.scale, b.bias, y, M, s.in_features,
+                                                       s.out_features, s.block_size);
   }
 }
 
 template <typename TA>
 void launch_format(const SmmShape& s, SmmWeightFormat f, const SmmBuffers& b, cudaStream_t stream) {
   switch (f) {
-    case SMM_WEIGHT_FLOAT32: launch<TA, SMM_WEIGHT_FLOAT32>(s, b, stream); break;
-    case SMM_WEIGHT_FLOAT16: launch<TA, SMM_WEIGHT_FLOAT16>(s, b, stream); break;
-    case SMM_WEIGHT_INT8: launch<TA, SMM_WEIGHT_INT8>(s, b, stream); break;
-    case SMM_WEIGHT_INT4: launch<TA, SMM_WEIGHT_INT4>(s, b, stream); break;
+    case SMM_WEIGHT_FLOAT32:
+      launch<TA, SMM_WEIGHT_FLOAT32>(s, b, stream);
+      break;
+    case SMM_WEIGHT_FLOAT16:
+      launch<TA, SMM_WEIGHT_FLOAT16>(s, b, stream);
+      break;
+    case SMM_WEIGHT_INT8:
+      launch<TA, SMM_WEIGHT_INT8>(s, b, stream);
+      break;
+    case SMM_WEIGHT_INT4:
+      launch<TA, SMM_WEIGHT_INT4>(s, b, stream);
+      break;
   }
 }
 
 }  // namespace
 
-extern "C" int spikematmul_cuda_forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf, void* stream) {
+extern "C" int spikematmul_cuda_forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format,
+                                        const SmmBuffers* buf, void* stream) {
   if (!shape || !buf) return SMM_ERR_INVALID_ARGUMENT;
   const SmmShape& s = *shape;
   if (s.batch < 0 || s.seq < 0 || s.in_features < 0 || s.out_features < 0) return SMM_ERR_INVALID_ARGUMENT;
@@ -202,17 +223,22 @@ extern "C" int spikematmul_cuda_forward(const SmmShape* shape, SmmActType act, S
   const int64_t M = s.batch * s.seq;
   if (M == 0 || s.out_features == 0) return SMM_OK;
   if (!buf->y || (s.in_features > 0 && (!buf->spikes || !buf->weight))) return SMM_ERR_INVALID_ARGUMENT;
-  if (s.in_features > 0 && (format == SMM_WEIGHT_INT8 || format == SMM_WEIGHT_INT4) && !buf->scale) return SMM_ERR_INVALID_ARGUMENT;
-  if (s.in_features > INT32_MAX || M > 65535 * static_cast<int64_t>(kBM) || (M <= kGatherMaxRows && (s.out_features + kTile - 1) / kTile > INT32_MAX)) {
+  if (s.in_features > 0 && (format == SMM_WEIGHT_INT8 || format == SMM_WEIGHT_INT4) && !buf->scale)
+    return SMM_ERR_INVALID_ARGUMENT;
+  if (s.in_features > INT32_MAX || M > 65535 * static_cast<int64_t>(kBM) ||
+      (M <= kGatherMaxRows && (s.out_features + kTile - 1) / kTile > INT32_MAX)) {
     g_last_error = "spikematmul_cuda_forward: shape beyond the kernel's grid limits";
     return SMM_ERR_UNSUPPORTED;
   }
   auto* st = static_cast<cudaStream_t>(stream);
-  if (act == SMM_ACT_FLOAT32) launch_format<float>(s, format, *buf, st);
-  else launch_format<__half>(s, format, *buf, st);
+  if (act == SMM_ACT_FLOAT32)
+    launch_format<float>(s, format, *buf, st);
+  else
+    launch_format<__half>(s, format, *buf, st);
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) {
-    g_last_error = std::string("spikematmul_cuda_forward: kernel launch: ") + cudaGetErrorName(err) + ": " + cudaGetErrorString(err);
+    g_last_error = std::string("spikematmul_cuda_forward: kernel launch: ") + cudaGetErrorName(err) + ": " +
+                   cudaGetErrorString(err);
     return SMM_ERR_CUDA;
   }
   return SMM_OK;

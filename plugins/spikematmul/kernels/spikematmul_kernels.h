@@ -29,7 +29,12 @@ extern "C" {
 typedef enum SmmActType { SMM_ACT_FLOAT32 = 0, SMM_ACT_FLOAT16 = 1 } SmmActType;
 
 /* Same order as the contract's weight_formats (the wrappers static_assert it). */
-typedef enum SmmWeightFormat { SMM_WEIGHT_FLOAT32 = 0, SMM_WEIGHT_FLOAT16 = 1, SMM_WEIGHT_INT8 = 2, SMM_WEIGHT_INT4 = 3 } SmmWeightFormat;
+typedef enum SmmWeightFormat {
+  SMM_WEIGHT_FLOAT32 = 0,
+  SMM_WEIGHT_FLOAT16 = 1,
+  SMM_WEIGHT_INT8 = 2,
+  SMM_WEIGHT_INT4 = 3
+} SmmWeightFormat;
 
 enum {
   SMM_OK = 0,
@@ -58,7 +63,8 @@ typedef struct SmmBuffers {
  * small (a decode step over a small matrix runs on the calling thread). Picks per call between the
  * sparse path (add the rows of the fired neurons) and a blocked dense product (prefill with many
  * fired neurons), whichever reads and computes less. */
-int spikematmul_cpu_forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf, int num_threads);
+int spikematmul_cpu_forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf,
+                            int num_threads);
 
 /* A caller's thread pool: parallel_for(runner, fn, arg, n) runs fn(arg, i) for every i in [0, n), possibly
  * concurrently, and returns when all have run (ONNX Runtime's KernelContext::ParallelFor has this shape).
@@ -70,13 +76,14 @@ typedef struct SmmParallel {
 } SmmParallel;
 
 /* spikematmul_cpu_forward on the caller's thread pool instead of its own std::threads. */
-int spikematmul_cpu_forward_parallel(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf,
-                                     const SmmParallel* parallel);
+int spikematmul_cpu_forward_parallel(const SmmShape* shape, SmmActType act, SmmWeightFormat format,
+                                     const SmmBuffers* buf, const SmmParallel* parallel);
 
 /* CUDA: device pointers, enqueued on `stream` (cudaStream_t; NULL = legacy default stream). Asynchronous.
  * Rows of T tokens: a gather kernel (reads only the fired rows) when B * T is small, a dense tiled
  * kernel otherwise. Only in builds with CUDA. */
-int spikematmul_cuda_forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf, void* stream);
+int spikematmul_cuda_forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf,
+                             void* stream);
 const char* spikematmul_cuda_last_error(void);
 
 const char* spikematmul_error_string(int code);

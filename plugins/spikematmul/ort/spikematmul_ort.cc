@@ -25,14 +25,18 @@
 namespace astroedge {  // the contract_shapes.h / ort_attrs.h helpers by their plain names
 namespace {
 
-static_assert(SPIKEMATMUL_NUM_INPUTS == 4 && SPIKEMATMUL_NUM_OUTPUTS == 1, "SpikeMatMul contract ports changed: update the ORT wrapper");
+static_assert(SPIKEMATMUL_NUM_INPUTS == 4 && SPIKEMATMUL_NUM_OUTPUTS == 1,
+              "SpikeMatMul contract ports changed: update the ORT wrapper");
 static_assert(same_text(SPIKEMATMUL_INPUT_SPIKES_DTYPE, "T") && same_text(SPIKEMATMUL_OUTPUT_Y_DTYPE, "T") &&
-                  same_text(SPIKEMATMUL_INPUT_WEIGHT_DTYPE, "W") && SPIKEMATMUL_INPUT_SCALE_ONNX_TYPE == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT &&
+                  same_text(SPIKEMATMUL_INPUT_WEIGHT_DTYPE, "W") &&
+                  SPIKEMATMUL_INPUT_SCALE_ONNX_TYPE == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT &&
                   SPIKEMATMUL_INPUT_BIAS_ONNX_TYPE == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
               "SpikeMatMul contract: spikes/y of type T, weight of type W, scale and bias float32");
-static_assert(SPIKEMATMUL_NUM_FORMATS == 4 && SPIKEMATMUL_FORMAT_FLOAT32 == SMM_WEIGHT_FLOAT32 && SPIKEMATMUL_FORMAT_FLOAT16 == SMM_WEIGHT_FLOAT16 &&
-                  SPIKEMATMUL_FORMAT_INT8 == SMM_WEIGHT_INT8 && SPIKEMATMUL_FORMAT_INT4 == SMM_WEIGHT_INT4,
-              "SpikeMatMul contract weight formats and the kernel ABI's SmmWeightFormat must list the same formats in the same order");
+static_assert(SPIKEMATMUL_NUM_FORMATS == 4 && SPIKEMATMUL_FORMAT_FLOAT32 == SMM_WEIGHT_FLOAT32 &&
+                  SPIKEMATMUL_FORMAT_FLOAT16 == SMM_WEIGHT_FLOAT16 && SPIKEMATMUL_FORMAT_INT8 == SMM_WEIGHT_INT8 &&
+                  SPIKEMATMUL_FORMAT_INT4 == SMM_WEIGHT_INT4,
+              "SpikeMatMul contract weight formats and the kernel ABI's SmmWeightFormat must list the same formats in "
+              "the same order");
 
 struct Attrs {
   std::string node;
@@ -48,13 +52,15 @@ Attrs read_attrs(const OrtKernelInfo* info) {
   Attrs a;
   a.node = ki.GetNodeName();
   a.out_features = required_attribute<int64_t>(ki, SPIKEMATMUL_OP_NAME, a.node, SPIKEMATMUL_ATTR_OUT_FEATURES, "int",
-                                                          "astroedge/contract/spikematmul.json");
+                                               "astroedge/contract/spikematmul.json");
   int64_t bs = 0;  // optional: the contract's default when absent
-  if (OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_int64(info, SPIKEMATMUL_ATTR_BLOCK_SIZE, &bs)) Ort::GetApi().ReleaseStatus(st);
-  else a.block_size = bs;
+  if (OrtStatus* st = Ort::GetApi().KernelInfoGetAttribute_int64(info, SPIKEMATMUL_ATTR_BLOCK_SIZE, &bs))
+    Ort::GetApi().ReleaseStatus(st);
+  else
+    a.block_size = bs;
   if (a.out_features < 0)
     throw bad_attribute(SPIKEMATMUL_OP_NAME, a.node, SPIKEMATMUL_ATTR_OUT_FEATURES, std::to_string(a.out_features),
-                                   "must be the output width N >= 0");
+                        "must be the output width N >= 0");
   return a;
 }
 
@@ -108,8 +114,10 @@ struct SpikeMatMulKernel {
     const size_t n_in = ctx.GetInputCount();
     const Ort::ConstValue spikes = ctx.GetInput(SPIKEMATMUL_INPUT_SPIKES);
     const Ort::ConstValue weight = ctx.GetInput(SPIKEMATMUL_INPUT_WEIGHT);
-    const Ort::ConstValue scale = n_in > SPIKEMATMUL_INPUT_SCALE ? ctx.GetInput(SPIKEMATMUL_INPUT_SCALE) : Ort::ConstValue{nullptr};
-    const Ort::ConstValue bias = n_in > SPIKEMATMUL_INPUT_BIAS ? ctx.GetInput(SPIKEMATMUL_INPUT_BIAS) : Ort::ConstValue{nullptr};
+    const Ort::ConstValue scale =
+        n_in > SPIKEMATMUL_INPUT_SCALE ? ctx.GetInput(SPIKEMATMUL_INPUT_SCALE) : Ort::ConstValue{nullptr};
+    const Ort::ConstValue bias =
+        n_in > SPIKEMATMUL_INPUT_BIAS ? ctx.GetInput(SPIKEMATMUL_INPUT_BIAS) : Ort::ConstValue{nullptr};
 
     const int format = format_of(onnx_type<TW>());
     const AstroedgeWeightFormatSpec& fmt = SPIKEMATMUL_FORMAT_SPECS[format];
@@ -120,49 +128,63 @@ struct SpikeMatMulKernel {
                                std::to_string(SPIKEMATMUL_INPUT_SPIKES_RANK) + " " + SPIKEMATMUL_INPUT_SPIKES_SHAPE,
                            ORT_INVALID_ARGUMENT);
     if (format == SPIKEMATMUL_FORMAT_INT4 && (attrs_.block_size < 2 || attrs_.block_size % 2))
-      throw Ort::Exception(where(attrs_.node) + "attribute '" + SPIKEMATMUL_ATTR_BLOCK_SIZE + "' = " + std::to_string(attrs_.block_size) +
+      throw Ort::Exception(where(attrs_.node) + "attribute '" + SPIKEMATMUL_ATTR_BLOCK_SIZE +
+                               "' = " + std::to_string(attrs_.block_size) +
                                ": int4 blocks must be an even number of columns >= 2",
                            ORT_INVALID_ARGUMENT);
     const int64_t B = s_shape[0], T = s_shape[1], K = s_shape[2], N = attrs_.out_features, bs = attrs_.block_size;
-    const Symbols symbols{{"B", B}, {"T", T}, {"K", K}, {"N", N}, {"N2", (N + 1) / 2}, {"NB", (N + bs - 1) / bs}, {"NW", -1}};
-    const std::string context_note = std::string(" (B, T, K from ") + SPIKEMATMUL_INPUT_SPIKES_NAME + " " + vec_str(s_shape) + ", N = " +
-                                     SPIKEMATMUL_ATTR_OUT_FEATURES + " = " + std::to_string(N) + ", " + fmt.name + " weights)";
-    auto check = [&](const char* name, const Ort::ConstValue& v, const char* shape_text, const char* const* dims, int rank) {
+    const Symbols symbols{{"B", B},  {"T", T}, {"K", K}, {"N", N}, {"N2", (N + 1) / 2}, {"NB", (N + bs - 1) / bs},
+                          {"NW", -1}};
+    const std::string context_note = std::string(" (B, T, K from ") + SPIKEMATMUL_INPUT_SPIKES_NAME + " " +
+                                     vec_str(s_shape) + ", N = " + SPIKEMATMUL_ATTR_OUT_FEATURES + " = " +
+                                     std::to_string(N) + ", " + fmt.name + " weights)";
+    auto check = [&](const char* name, const Ort::ConstValue& v, const char* shape_text, const char* const* dims,
+                     int rank) {
       const std::vector<int64_t> got = shape_of(v);
       const Shape want = resolve(dims, rank, symbols);
       if (!shape_equals(got.data(), got.size(), want))
-        throw Ort::Exception(at + name + "' has shape " + vec_str(got) + "; expected " + shape_text + " = " + shape_str(want) + context_note,
+        throw Ort::Exception(at + name + "' has shape " + vec_str(got) + "; expected " + shape_text + " = " +
+                                 shape_str(want) + context_note,
                              ORT_INVALID_ARGUMENT);
     };
     check(SPIKEMATMUL_INPUT_WEIGHT_NAME, weight, fmt.weight_shape, fmt.weight_dims, 2);
     if (fmt.scale_rank > 0) {
       if (!scale)
-        throw Ort::Exception(at + SPIKEMATMUL_INPUT_SCALE_NAME + "' is missing; " + fmt.name + " weights need it, shape " + fmt.scale_shape,
+        throw Ort::Exception(at + SPIKEMATMUL_INPUT_SCALE_NAME + "' is missing; " + fmt.name +
+                                 " weights need it, shape " + fmt.scale_shape,
                              ORT_INVALID_ARGUMENT);
       check(SPIKEMATMUL_INPUT_SCALE_NAME, scale, fmt.scale_shape, fmt.scale_dims, fmt.scale_rank);
     } else if (scale) {
-      throw Ort::Exception(at + SPIKEMATMUL_INPUT_SCALE_NAME + "' is given, but " + fmt.name + " weights take no scale; leave the input empty",
+      throw Ort::Exception(at + SPIKEMATMUL_INPUT_SCALE_NAME + "' is given, but " + fmt.name +
+                               " weights take no scale; leave the input empty",
                            ORT_INVALID_ARGUMENT);
     }
-    if (bias) check(SPIKEMATMUL_INPUT_BIAS_NAME, bias, SPIKEMATMUL_INPUT_BIAS_SHAPE, SPIKEMATMUL_INPUT_BIAS_DIMS, SPIKEMATMUL_INPUT_BIAS_RANK);
+    if (bias)
+      check(SPIKEMATMUL_INPUT_BIAS_NAME, bias, SPIKEMATMUL_INPUT_BIAS_SHAPE, SPIKEMATMUL_INPUT_BIAS_DIMS,
+            SPIKEMATMUL_INPUT_BIAS_RANK);
 
     const astroedge::Shape y_dims = resolve(SPIKEMATMUL_OUTPUT_Y_DIMS, SPIKEMATMUL_OUTPUT_Y_RANK, symbols);
     const std::vector<int64_t> y_shape(y_dims.d, y_dims.d + y_dims.rank);
     Ort::UnownedValue y = ctx.GetOutput(SPIKEMATMUL_OUTPUT_Y, y_shape);
     const SmmShape shape{B, T, K, N, bs};
-    const SmmBuffers buf{spikes.GetTensorRawData(), weight.GetTensorRawData(), scale ? scale.GetTensorData<float>() : nullptr,
-                         bias ? bias.GetTensorData<float>() : nullptr, y.GetTensorMutableRawData()};
+    const SmmBuffers buf{spikes.GetTensorRawData(), weight.GetTensorRawData(),
+                         scale ? scale.GetTensorData<float>() : nullptr, bias ? bias.GetTensorData<float>() : nullptr,
+                         y.GetTensorMutableRawData()};
     int rc;
     if constexpr (kCuda) {
-      rc = spikematmul_cuda_forward(&shape, act_type<TA>(), static_cast<SmmWeightFormat>(format), &buf, ctx.GetGPUComputeStream());
+      rc = spikematmul_cuda_forward(&shape, act_type<TA>(), static_cast<SmmWeightFormat>(format), &buf,
+                                    ctx.GetGPUComputeStream());
     } else {
-      const SmmParallel parallel{ort_parallel_for, &ctx, static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))};
-      rc = spikematmul_cpu_forward_parallel(&shape, act_type<TA>(), static_cast<SmmWeightFormat>(format), &buf, &parallel);
+      const SmmParallel parallel{ort_parallel_for, &ctx,
+                                 static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))};
+      rc = spikematmul_cpu_forward_parallel(&shape, act_type<TA>(), static_cast<SmmWeightFormat>(format), &buf,
+                                            &parallel);
     }
     if (rc != SMM_OK) {
       std::string msg = where(attrs_.node) + "kernel failed: " + spikematmul_error_string(rc);
       if constexpr (kCuda) msg += std::string(": ") + spikematmul_cuda_last_error();
-      throw Ort::Exception(std::move(msg), rc == SMM_ERR_INVALID_ARGUMENT ? ORT_INVALID_ARGUMENT : ORT_RUNTIME_EXCEPTION);
+      throw Ort::Exception(std::move(msg),
+                           rc == SMM_ERR_INVALID_ARGUMENT ? ORT_INVALID_ARGUMENT : ORT_RUNTIME_EXCEPTION);
     }
   }
 

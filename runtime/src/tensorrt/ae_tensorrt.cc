@@ -122,8 +122,9 @@ struct AeTrtBackend {
     for (char& c : name) {
       if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
     }
-    return std::string(config.cache_dir) + "/" + config.cache_key + "-trt" + std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) + "-" +
-           name + "-sm" + std::to_string(prop.major) + std::to_string(prop.minor) + ".engine";
+    return std::string(config.cache_dir) + "/" + config.cache_key + "-trt" + std::to_string(NV_TENSORRT_MAJOR) + "." +
+           std::to_string(NV_TENSORRT_MINOR) + "-" + name + "-sm" + std::to_string(prop.major) +
+           std::to_string(prop.minor) + ".engine";
   }
 
   std::vector<char> build() {
@@ -152,17 +153,23 @@ struct AeTrtBackend {
     auto add_profile = [&](int64_t rows_max, int64_t cols_max) {
       nvinfer1::IOptimizationProfile* p = builder->createOptimizationProfile();
       using S = nvinfer1::OptProfileSelector;
-      int64_t rows_opt = rows_max > 1 ? std::min<int64_t>(rows_max, 8) : 1, cols_opt = cols_max > 1 ? std::min<int64_t>(cols_max, 64) : 1;
-      ok = p->setDimensions(tokens_name.c_str(), S::kMIN, dims_of({1, 1})) && p->setDimensions(tokens_name.c_str(), S::kOPT, dims_of({rows_opt, cols_opt})) &&
-           p->setDimensions(tokens_name.c_str(), S::kMAX, dims_of({rows_max, cols_max})) && p->setDimensions(position_name.c_str(), S::kMIN, dims_of({1})) &&
-           p->setDimensions(position_name.c_str(), S::kOPT, dims_of({rows_opt})) && p->setDimensions(position_name.c_str(), S::kMAX, dims_of({rows_max}));
+      int64_t rows_opt = rows_max > 1 ? std::min<int64_t>(rows_max, 8) : 1,
+              cols_opt = cols_max > 1 ? std::min<int64_t>(cols_max, 64) : 1;
+      ok = p->setDimensions(tokens_name.c_str(), S::kMIN, dims_of({1, 1})) &&
+           p->setDimensions(tokens_name.c_str(), S::kOPT, dims_of({rows_opt, cols_opt})) &&
+           p->setDimensions(tokens_name.c_str(), S::kMAX, dims_of({rows_max, cols_max})) &&
+           p->setDimensions(position_name.c_str(), S::kMIN, dims_of({1})) &&
+           p->setDimensions(position_name.c_str(), S::kOPT, dims_of({rows_opt})) &&
+           p->setDimensions(position_name.c_str(), S::kMAX, dims_of({rows_max}));
       for (size_t i = 0; ok && i < state_inputs.size(); ++i) {
         std::vector<int64_t> lo{1}, opt{rows_opt}, hi{rows_max};
         for (int64_t d : state_dims[i]) lo.push_back(d), opt.push_back(d), hi.push_back(d);
-        ok = p->setDimensions(state_inputs[i].c_str(), S::kMIN, dims_of(lo)) && p->setDimensions(state_inputs[i].c_str(), S::kOPT, dims_of(opt)) &&
+        ok = p->setDimensions(state_inputs[i].c_str(), S::kMIN, dims_of(lo)) &&
+             p->setDimensions(state_inputs[i].c_str(), S::kOPT, dims_of(opt)) &&
              p->setDimensions(state_inputs[i].c_str(), S::kMAX, dims_of(hi));
       }
-      if (!ok || cfg->addOptimizationProfile(p) < 0) throw Failure{"setting up an optimization profile failed: " + logger.take()};
+      if (!ok || cfg->addOptimizationProfile(p) < 0)
+        throw Failure{"setting up an optimization profile failed: " + logger.take()};
     };
     add_profile(config.max_batch, 1);  // 0: decode
     add_profile(1, config.max_chunk);  // 1: prefill
@@ -196,7 +203,8 @@ struct AeTrtBackend {
     c.context.reset(engine->createExecutionContext());
     if (!c.context) throw Failure{"creating an execution context failed: " + logger.take()};
     cuda_ok(cudaStreamCreate(&c.stream), "cudaStreamCreate");
-    if (!c.context->setOptimizationProfileAsync(profile, c.stream)) throw Failure{"selecting optimization profile " + std::to_string(profile) + " failed"};
+    if (!c.context->setOptimizationProfileAsync(profile, c.stream))
+      throw Failure{"selecting optimization profile " + std::to_string(profile) + " failed"};
     cuda_ok(cudaMalloc(&c.tokens, tokens * sizeof(int64_t)), "cudaMalloc");
     cuda_ok(cudaMalloc(&c.positions, rows * sizeof(int64_t)), "cudaMalloc");
     cuda_ok(cudaMalloc(&c.logits, tokens * static_cast<size_t>(config.vocab_size) * sizeof(float)), "cudaMalloc");
@@ -207,7 +215,8 @@ struct AeTrtBackend {
     runtime.reset(nvinfer1::createInferRuntime(logger));
     if (!runtime) throw Failure{"createInferRuntime failed: " + logger.take()};
     if (!runtime->getPluginRegistry().loadLibrary(config.plugin_library)) {
-      throw Failure{std::string("the AMSU TensorRT plugin library ") + config.plugin_library + " could not be loaded: " + logger.take()};
+      throw Failure{std::string("the AMSU TensorRT plugin library ") + config.plugin_library +
+                    " could not be loaded: " + logger.take()};
     }
     std::string path = cache_path();
     std::vector<char> plan = read_cache(path);
@@ -223,28 +232,34 @@ struct AeTrtBackend {
     setup_context(prefill, 1, 1, static_cast<size_t>(config.max_chunk));
   }
 
-  void run(int64_t const* tokens, size_t batch, size_t n, int64_t const* positions, float const* past, float* present, float* logits) {
+  void run(int64_t const* tokens, size_t batch, size_t n, int64_t const* positions, float const* past, float* present,
+           float* logits) {
     bool one_step = n == 1 && batch <= static_cast<size_t>(config.max_batch);
     if (!one_step && !(batch == 1 && n <= static_cast<size_t>(config.max_chunk))) {
-      throw Failure{"a call of " + std::to_string(batch) + " x " + std::to_string(n) + " tokens fits neither the decode profile (up to " +
-                    std::to_string(config.max_batch) + " x 1) nor the prefill profile (1 x up to " + std::to_string(config.max_chunk) + ")"};
+      throw Failure{"a call of " + std::to_string(batch) + " x " + std::to_string(n) +
+                    " tokens fits neither the decode profile (up to " + std::to_string(config.max_batch) +
+                    " x 1) nor the prefill profile (1 x up to " + std::to_string(config.max_chunk) + ")"};
     }
     Context& c = one_step ? decode : prefill;
     std::lock_guard<std::mutex> hold(c.lock);
     cuda_ok(cudaSetDevice(config.device_id), "cudaSetDevice");
     nvinfer1::IExecutionContext& x = *c.context;
     const int64_t b = static_cast<int64_t>(batch);
-    cuda_ok(cudaMemcpyAsync(c.tokens, tokens, batch * n * sizeof(int64_t), cudaMemcpyHostToDevice, c.stream), "copying tokens");
-    cuda_ok(cudaMemcpyAsync(c.positions, positions, batch * sizeof(int64_t), cudaMemcpyHostToDevice, c.stream), "copying positions");
-    bool ok = x.setInputShape(tokens_name.c_str(), dims_of({b, static_cast<int64_t>(n)})) && x.setInputShape(position_name.c_str(), dims_of({b})) &&
-              x.setTensorAddress(tokens_name.c_str(), c.tokens) && x.setTensorAddress(position_name.c_str(), c.positions) &&
-              x.setTensorAddress(logits_name.c_str(), c.logits);
+    cuda_ok(cudaMemcpyAsync(c.tokens, tokens, batch * n * sizeof(int64_t), cudaMemcpyHostToDevice, c.stream),
+            "copying tokens");
+    cuda_ok(cudaMemcpyAsync(c.positions, positions, batch * sizeof(int64_t), cudaMemcpyHostToDevice, c.stream),
+            "copying positions");
+    bool ok =
+        x.setInputShape(tokens_name.c_str(), dims_of({b, static_cast<int64_t>(n)})) &&
+        x.setInputShape(position_name.c_str(), dims_of({b})) && x.setTensorAddress(tokens_name.c_str(), c.tokens) &&
+        x.setTensorAddress(position_name.c_str(), c.positions) && x.setTensorAddress(logits_name.c_str(), c.logits);
     size_t offset = 0;
     for (size_t i = 0; ok && i < state_inputs.size(); ++i) {
       std::vector<int64_t> shape{b};
       size_t count = 1;
       for (int64_t d : state_dims[i]) shape.push_back(d), count *= static_cast<size_t>(d);
-      ok = x.setInputShape(state_inputs[i].c_str(), dims_of(shape)) && x.setTensorAddress(state_inputs[i].c_str(), const_cast<float*>(past) + offset) &&
+      ok = x.setInputShape(state_inputs[i].c_str(), dims_of(shape)) &&
+           x.setTensorAddress(state_inputs[i].c_str(), const_cast<float*>(past) + offset) &&
            x.setTensorAddress(state_outputs[i].c_str(), present + offset);
       offset += batch * count;
     }
@@ -281,7 +296,8 @@ AeTrtBackend* create(AeTrtConfig const* config, char* err, size_t err_size) {
     b->create();
     return b;
   } catch (Failure const& f) {
-    set_err(err, err_size, "TensorRT " + std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) + ": " + f.what);
+    set_err(err, err_size,
+            "TensorRT " + std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) + ": " + f.what);
   } catch (std::exception const& e) {
     set_err(err, err_size, std::string("TensorRT backend: ") + e.what());
   }
@@ -291,8 +307,8 @@ AeTrtBackend* create(AeTrtConfig const* config, char* err, size_t err_size) {
 
 void destroy(AeTrtBackend* b) { delete b; }
 
-int run(AeTrtBackend* b, int64_t const* tokens, size_t batch, size_t n, int64_t const* positions, float const* past, float* present, float* logits,
-        char* err, size_t err_size) {
+int run(AeTrtBackend* b, int64_t const* tokens, size_t batch, size_t n, int64_t const* positions, float const* past,
+        float* present, float* logits, char* err, size_t err_size) {
   try {
     b->run(tokens, batch, n, positions, past, present, logits);
     return 0;
@@ -316,7 +332,9 @@ void* alloc(AeTrtBackend* b, size_t bytes) {
 
 void free_memory(AeTrtBackend*, void* p) { cudaFree(p); }
 
-int copy(AeTrtBackend*, void* dst, void const* src, size_t bytes) { return cudaMemcpy(dst, src, bytes, cudaMemcpyDefault) == cudaSuccess ? 0 : 1; }
+int copy(AeTrtBackend*, void* dst, void const* src, size_t bytes) {
+  return cudaMemcpy(dst, src, bytes, cudaMemcpyDefault) == cudaSuccess ? 0 : 1;
+}
 
 int zero(AeTrtBackend*, void* p, size_t bytes) { return cudaMemset(p, 0, bytes) == cudaSuccess ? 0 : 1; }
 

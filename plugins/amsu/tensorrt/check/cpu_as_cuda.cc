@@ -3,12 +3,13 @@
  * stream argument is ignored because the CPU kernel is synchronous. */
 #include "amsu_kernels.h"
 
-extern "C" int amsu_cuda_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, void* /*stream*/) {
+extern "C" int amsu_cuda_forward(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf,
+                                 void* /*stream*/) {
   return amsu_cpu_forward(shape, attrs, dtype, buf, 1);
 }
 
-extern "C" int amsu_cuda_forward_ws(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf, void* /*workspace*/,
-                                    size_t /*workspace_bytes*/, void* stream) {
+extern "C" int amsu_cuda_forward_ws(const AmsuShape* shape, AmsuAttrs attrs, AmsuDType dtype, const AmsuBuffers* buf,
+                                    void* /*workspace*/, size_t /*workspace_bytes*/, void* stream) {
   return amsu_cuda_forward(shape, attrs, dtype, buf, stream);
 }
 

@@ -64,7 +64,8 @@ inline nvinfer1::PluginTensorDesc desc(std::vector<int64_t> const& dims, nvinfer
 
 /* The library's creator named `name` (every creator must be an IPluginCreatorV3One), checked to carry
  * the contract's version and namespace; *count receives how many creators the library lists. */
-inline nvinfer1::IPluginCreatorV3One* find_creator(char const* name, char const* version, char const* ns, int32_t* count) {
+inline nvinfer1::IPluginCreatorV3One* find_creator(char const* name, char const* version, char const* ns,
+                                                   int32_t* count) {
   nvinfer1::IPluginCreatorInterface* const* creators = getCreators(*count);
   nvinfer1::IPluginCreatorV3One* creator = nullptr;
   for (int32_t i = 0; i < *count; ++i) {
@@ -80,7 +81,8 @@ inline nvinfer1::IPluginCreatorV3One* find_creator(char const* name, char const*
 }
 
 inline nvinfer1::IPluginV3OneRuntime* runtime_of(nvinfer1::IPluginV3& plugin) {
-  auto* runtime = static_cast<nvinfer1::IPluginV3OneRuntime*>(plugin.getCapabilityInterface(nvinfer1::PluginCapabilityType::kRUNTIME));
+  auto* runtime = static_cast<nvinfer1::IPluginV3OneRuntime*>(
+      plugin.getCapabilityInterface(nvinfer1::PluginCapabilityType::kRUNTIME));
   require(runtime != nullptr && std::strcmp(runtime->getInterfaceInfo().kind, "PLUGIN_V3ONE_RUNTIME") == 0,
           "kRUNTIME capability has the wrong interface");
   return runtime;
@@ -88,9 +90,11 @@ inline nvinfer1::IPluginV3OneRuntime* runtime_of(nvinfer1::IPluginV3& plugin) {
 
 /* The built plugin as an engine gets it back: its serialised fields recreate it in the runtime phase,
  * then attachToContext gives the execution context's copy (returned). */
-inline std::unique_ptr<nvinfer1::IPluginV3> deserialize_and_attach(nvinfer1::IPluginV3& built, nvinfer1::IPluginCreatorV3One& creator,
+inline std::unique_ptr<nvinfer1::IPluginV3> deserialize_and_attach(nvinfer1::IPluginV3& built,
+                                                                   nvinfer1::IPluginCreatorV3One& creator,
                                                                    char const* layer) {
-  std::unique_ptr<nvinfer1::IPluginV3> loaded(creator.createPlugin(layer, runtime_of(built)->getFieldsToSerialize(), nvinfer1::TensorRTPhase::kRUNTIME));
+  std::unique_ptr<nvinfer1::IPluginV3> loaded(
+      creator.createPlugin(layer, runtime_of(built)->getFieldsToSerialize(), nvinfer1::TensorRTPhase::kRUNTIME));
   require(loaded != nullptr, "createPlugin from getFieldsToSerialize() returned nullptr");
   std::unique_ptr<nvinfer1::IPluginV3> attached(runtime_of(*loaded)->attachToContext(nullptr));
   require(attached != nullptr, "attachToContext returned nullptr");

@@ -2,7 +2,8 @@
  * by the CPU kernel, so the plugin's enqueue runs on host pointers where no GPU exists. */
 #include "spikematmul_kernels.h"
 
-extern "C" int spikematmul_cuda_forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format, const SmmBuffers* buf, void* /*stream*/) {
+extern "C" int spikematmul_cuda_forward(const SmmShape* shape, SmmActType act, SmmWeightFormat format,
+                                        const SmmBuffers* buf, void* /*stream*/) {
   return spikematmul_cpu_forward(shape, act, format, buf, 1);
 }
 
