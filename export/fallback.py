@@ -20,7 +20,7 @@ from __future__ import annotations
 import onnx
 from onnx import FunctionProto, TensorProto, helper
 
-from astroedge.contract import amsu_contract
+from astroedge.contract import OpContract, amsu_contract
 from astroedge.contract.spikematmul import FORMATS, INT4_ZERO_POINT
 
 MIN_OPSET = 18  # ReduceMean takes its axes as an input from opset 18 on
@@ -141,20 +141,9 @@ def amsu_function(opset: int) -> FunctionProto:
     nodes.append(helper.make_node("Transpose", ["s_tm"], ["s_f"], perm=[1, 0, 2]))
     nodes.append(helper.make_node("CastLike", ["s_f", "x"], ["s"]))
 
-    required = [a.name for a in c.attributes if a.required]
-    defaults = [helper.make_attribute(a.name, a.default) for a in c.attributes if not a.required]
-    fn = helper.make_function(
-        c.domain,
-        c.name,
-        inputs=c.input_names,
-        outputs=c.output_names,
-        nodes=nodes,
-        opset_imports=[helper.make_opsetid("", opset)],
-        attributes=required,
-        attribute_protos=defaults,
-        doc_string=f"AMSU v{c.version} fallback: the op contract as a Scan of standard ops (astroedge/contract/amsu.json)",
+    return _contract_function(
+        c, nodes, opset, f"AMSU v{c.version} fallback: the op contract as a Scan of standard ops (astroedge/contract/amsu.json)"
     )
-    return fn
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,6 +160,23 @@ def amsu_function(opset: int) -> FunctionProto:
 # then y = CastLike(float32(spikes) @ W, spikes). The astroedge exporter never passes a bias (AM-SNet's
 # products have none), so the fallback bodies take spikes, weight and, when quantised, scale. The formats and
 # the int4 zero point (8 above) are astroedge.contract.spikematmul's, the one copy the packing uses too.
+
+
+def _contract_function(c: OpContract, nodes: list[onnx.NodeProto], opset: int, doc: str) -> FunctionProto:
+    """The op's fallback FunctionProto: its name, ports and attributes (defaults included) all from its contract."""
+    required = [a.name for a in c.attributes if a.required]
+    defaults = [helper.make_attribute(a.name, a.default) for a in c.attributes if not a.required]
+    return helper.make_function(
+        c.domain,
+        c.name,
+        inputs=c.input_names,
+        outputs=c.output_names,
+        nodes=nodes,
+        opset_imports=[helper.make_opsetid("", opset)],
+        attributes=required,
+        attribute_protos=defaults,
+        doc_string=doc,
+    )
 
 
 def _int4_weight(nodes: list[onnx.NodeProto]) -> str:
@@ -230,16 +236,9 @@ def spikematmul_function(opset: int, weight_format: str) -> FunctionProto:
             nodes.append(helper.make_node("Mul", ["w_cast", "scale"], ["w_f"]))
             w = "w_f"
     nodes += [helper.make_node("MatMul", ["s_f", w], ["y_f"]), helper.make_node("CastLike", ["y_f", "spikes"], ["y"])]
-    required = [a.name for a in c.attributes if a.required]
-    defaults = [helper.make_attribute(a.name, a.default) for a in c.attributes if not a.required]
-    return helper.make_function(
-        c.domain,
-        c.name,
-        inputs=c.input_names,
-        outputs=c.output_names,
-        nodes=nodes,
-        opset_imports=[helper.make_opsetid("", opset)],
-        attributes=required,
-        attribute_protos=defaults,
-        doc_string=f"SpikeMatMul v{c.version} fallback, {weight_format} weights: dequantise + MatMul (astroedge/contract/spikematmul.json)",
+    return _contract_function(
+        c,
+        nodes,
+        opset,
+        f"SpikeMatMul v{c.version} fallback, {weight_format} weights: dequantise + MatMul (astroedge/contract/spikematmul.json)",
     )

@@ -10,38 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from astroedge.config import ModelConfig
 from astroedge.errors import UserError
+from astroedge.manifest import FORMAT, FORMAT_VERSION, MANIFEST, PRECISIONS, STATE_DTYPES, StateSpec
 from astroedge.tokenizer import Tokenizer, load_from_manifest
-
-FORMAT = "astroedge-package"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-STATE_DTYPES = {"float32": 4}  # state is fp32 data in every precision
-PRECISIONS = ("fp32", "fp16", "int8", "int4")
-
-
-@dataclass(frozen=True)
-class StateSpec:
-    """One recurrent state tensor: graph input `input` is fed with the graph output `output` of the previous call."""
-
-    name: str
-    input: str
-    output: str
-    dtype: str
-    shape: tuple[int | str, ...]  # first entry is the symbolic "batch"
-
-    def concrete_shape(self, batch: int) -> tuple[int, ...]:
-        return tuple(batch if d == "batch" else int(d) for d in self.shape)
-
-    @property
-    def bytes_per_stream(self) -> int:
-        return math.prod(int(d) for d in self.shape[1:]) * STATE_DTYPES[self.dtype]
 
 
 @dataclass
