@@ -10,6 +10,8 @@ if(ASTROEDGE_KERNEL_TESTS)
     if(TARGET ${op}_kernels_cpu)
       add_executable(${name} "${src}")
       target_link_libraries(${name} PRIVATE ${op}_kernels_cpu)
+      # headers every kernel and its test may use (half_bits.h), as plugins/CMakeLists.txt gives the sanitizer drivers
+      target_include_directories(${name} PRIVATE "${CMAKE_CURRENT_SOURCE_DIR}/plugins/common")
       target_compile_options(${name} PRIVATE -Wall -Wextra -O2 -fopenmp-simd -fno-trapping-math)
       set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}/kernel_tests")
     else()
