@@ -78,6 +78,8 @@ AeEngine::AeEngine(const AeEngineParams& params) : device(params.device) {
   auto md = mh.digest();
   manifest =
       ae::parse_manifest(std::string(raw.begin(), raw.end()), params.package_dir, ae::to_hex(md.data(), md.size()));
+  run_failed_ = manifest.path(manifest.onnx_file) +
+                ": the graph failed to run (the package is damaged or was edited; re-export it)";
 
   // Every listed file is read once, size-checked before allocation, hashed, and the bytes that were
   // hashed are the bytes the session is built from: nothing is reopened later.
@@ -452,10 +454,8 @@ void AeEngine::run(const int64_t* tokens, size_t batch, size_t n, const int64_t*
   }
   // The inputs are ours and checked, so a failing run means a graph that loads but can't compute (a
   // hostile node attribute, say): the package's fault, reported as such, not the machine's.
-  const std::string failed = manifest.path(manifest.onnx_file) +
-                             ": the graph failed to run (the package is damaged or was edited; re-export it)";
-  check(api_, api_->RunWithBinding(session_, nullptr, call.binding), failed, AE_ERR_FORMAT);
-  check(api_, api_->SynchronizeBoundOutputs(call.binding), failed, AE_ERR_FORMAT);
+  check(api_, api_->RunWithBinding(session_, nullptr, call.binding), run_failed_, AE_ERR_FORMAT);
+  check(api_, api_->SynchronizeBoundOutputs(call.binding), run_failed_, AE_ERR_FORMAT);
   check_logits(logits, batch * n);
   // On the GPU the state is not copied back to be checked: a non-finite state shows in the next logits.
   size_t floats = gpu_memory_ ? 0 : batch * state_floats;

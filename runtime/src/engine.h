@@ -65,6 +65,7 @@ struct AeEngine {
   void check_io() const;
   void check_logits(const float* logits, size_t rows) const;  // AE_ERR_NON_FINITE
   void release();
+  std::string run_failed_;  // the message of a failed graph run, built once (not on every decode step)
   const OrtApi* api_ = nullptr;
   OrtEnv* env_ = nullptr;
   OrtSession* session_ = nullptr;
